@@ -1,0 +1,291 @@
+/*
+ * snipe.h — the public API of libsnipe.
+ *
+ * Errors, logging, global names (URNs), Ed25519 identities, signed envelopes and
+ * configuration. Every call that can fail returns an int from the error table below
+ * (SNIPE_OK or a negative code); results go to out-pointers, last. Where a person will
+ * read the reason, a call takes `char *err, size_t errlen` and fills it once, where the
+ * problem is found (err may be NULL).
+ *
+ * Ownership: objects from *_new / *_load / *_generate are freed with the matching
+ * *_free, which accepts NULL. Pointers returned by accessors are borrowed and live as
+ * long as the object they came from.
+ */
+#ifndef SNIPE_H
+#define SNIPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ errors */
+
+/* X(name, value, message): one table, so names, numbers and messages cannot drift. */
+#define SNIPE_ERRORS(X)                                                          \
+	X(OK, 0, "success")                                                          \
+	X(EINVAL, -1, "invalid argument")                                            \
+	X(ENOMEM, -2, "out of memory")                                               \
+	X(EIO, -3, "input/output error")                                             \
+	X(ENOENT, -4, "no such file or directory")                                   \
+	X(EEXIST, -5, "already exists")                                              \
+	X(ERANGE, -6, "value out of range")                                          \
+	X(EURNSCHEME, -10, "URN does not start with urn:snipe:")                     \
+	X(EURNKIND, -11, "unknown URN kind")                                         \
+	X(EURNLEN, -12, "URN name must be 1-128 characters")                         \
+	X(EURNCHAR, -13, "invalid character in URN name")                            \
+	X(EURNPATH, -14, "invalid path segment in URN name")                         \
+	X(EKEYPERM, -20, "key file is accessible by other users")                    \
+	X(EKEYFORMAT, -21, "malformed key")                                          \
+	X(EDECODE, -30, "malformed message")                                         \
+	X(EUNKNOWNSIGNER, -31, "unknown signer")                                     \
+	X(EBADSIG, -32, "bad signature")                                             \
+	X(EWRONGTYPE, -33, "unexpected message type")                                \
+	X(ESKEW, -34, "timestamp outside the allowed window")                        \
+	X(EREPLAY, -35, "replayed message")                                          \
+	X(ECONFIG, -40, "bad configuration")
+
+enum snipe_error {
+#define SNIPE_ERR_ENUM_(name, value, msg) SNIPE_##name = (value),
+	SNIPE_ERRORS(SNIPE_ERR_ENUM_)
+#undef SNIPE_ERR_ENUM_
+};
+
+/* The message for a code; "unknown error" for codes not in the table. Static string. */
+const char *snipe_strerror(int code);
+/* The code's name without prefix ("EBADSIG"); "UNKNOWN" if not in the table. */
+const char *snipe_errname(int code);
+
+/* ----------------------------------------------------------------- logging */
+
+typedef enum snipe_log_level {
+	SNIPE_LOG_DEBUG = 0,
+	SNIPE_LOG_INFO = 1,
+	SNIPE_LOG_WARN = 2,
+	SNIPE_LOG_ERROR = 3,
+} snipe_log_level;
+
+/*
+ * One line to stderr: "<UTC time> <ident>[pid] <LEVEL> <component>: <message>".
+ * By convention the message is a short phrase followed by key=value fields.
+ * The threshold starts at INFO, or at $SNIPE_LOG (debug|info|warn|error) if set.
+ */
+void snipe_log(snipe_log_level level, const char *component, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void snipe_log_set_level(snipe_log_level level);
+/* ident is borrowed and must outlive all logging (pass a string literal). */
+void snipe_log_set_ident(const char *ident);
+int snipe_log_parse_level(const char *s, snipe_log_level *out);
+
+/* ------------------------------------------------------------------- names */
+
+typedef enum snipe_kind {
+	SNIPE_KIND_HOST = 0,
+	SNIPE_KIND_PROC,
+	SNIPE_KIND_DATA,
+	SNIPE_KIND_CKPT,
+	SNIPE_KIND_KEY,
+	SNIPE_KIND_USER,
+} snipe_kind;
+
+#define SNIPE_URN_NAME_MAX 128
+/* "urn:snipe:" + longest kind + ":" + name + NUL */
+#define SNIPE_URN_MAX (10 + 4 + 1 + SNIPE_URN_NAME_MAX + 1)
+
+typedef struct snipe_urn {
+	snipe_kind kind;
+	char name[SNIPE_URN_NAME_MAX + 1];
+} snipe_urn;
+
+/*
+ * Parses "urn:snipe:<kind>:<name>". The scheme "urn" and NID "snipe" are
+ * case-insensitive (RFC 8141); kind and name are case-sensitive. The name is 1-128
+ * characters of [A-Za-z0-9._-] and '/', with no empty segment (so no leading,
+ * trailing or doubled '/'), no "." segment and no ".." anywhere. On failure the code
+ * says which rule broke and err names the position (1-based, in s).
+ */
+int snipe_urn_parse(const char *s, snipe_urn *out, char *err, size_t errlen);
+/* As parse, without keeping the result. */
+int snipe_urn_validate(const char *s, char *err, size_t errlen);
+/* Builds a URN from a kind and a name, checking the name by the same rules. */
+int snipe_urn_make(snipe_kind kind, const char *name, snipe_urn *out, char *err,
+                   size_t errlen);
+/* Writes the canonical text form; SNIPE_ERANGE if buflen is too small. */
+int snipe_urn_format(const snipe_urn *u, char *buf, size_t buflen);
+/* A fresh name: a random (v4) UUID in lower-case text form. */
+int snipe_urn_generate(snipe_kind kind, snipe_urn *out);
+/* "host", "proc", ...; NULL for an invalid kind. Static string. */
+const char *snipe_kind_name(snipe_kind kind);
+
+/* -------------------------------------------------------------------- keys */
+
+#define SNIPE_PK_BYTES 32
+#define SNIPE_SIG_BYTES 64
+#define SNIPE_KEYID_BYTES 10
+/* 20 hex digits + NUL */
+#define SNIPE_KEYID_HEX (2 * SNIPE_KEYID_BYTES + 1)
+/* 64 hex digits + NUL */
+#define SNIPE_PK_HEX (2 * SNIPE_PK_BYTES + 1)
+
+/* An Ed25519 identity with its secret. Opaque; the secret is wiped by snipe_key_free. */
+typedef struct snipe_key snipe_key;
+
+int snipe_key_generate(snipe_key **out);
+/*
+ * Writes the private key to path with mode 0600, and the public key in hex to
+ * "<path>.pub". Refuses (SNIPE_EEXIST) to replace an existing file unless force.
+ */
+int snipe_key_save(const snipe_key *k, const char *path, bool force, char *err,
+                   size_t errlen);
+/*
+ * Loads a key written by snipe_key_save. Fails with SNIPE_ENOENT if missing,
+ * SNIPE_EKEYPERM if group or others may read or write it, SNIPE_EKEYFORMAT if it is
+ * truncated, malformed, or its public half does not match its secret.
+ */
+int snipe_key_load(const char *path, snipe_key **out, char *err, size_t errlen);
+void snipe_key_free(snipe_key *k);
+/* The 32-byte public key; valid while k lives. */
+const uint8_t *snipe_key_public(const snipe_key *k);
+/* The key id: the first 10 bytes of BLAKE2b-256 of the public key. */
+void snipe_keyid(const uint8_t pk[SNIPE_PK_BYTES], uint8_t id[SNIPE_KEYID_BYTES]);
+/* Lower-case hex of the key id (the <id> in urn:snipe:key:<id>). */
+void snipe_keyid_hex(const uint8_t id[SNIPE_KEYID_BYTES], char out[SNIPE_KEYID_HEX]);
+void snipe_pk_hex(const uint8_t pk[SNIPE_PK_BYTES], char out[SNIPE_PK_HEX]);
+/* Parses exactly 64 hex digits; SNIPE_EKEYFORMAT otherwise. */
+int snipe_pk_parse(const char *hex, uint8_t pk[SNIPE_PK_BYTES]);
+
+/*
+ * Signatures always cover a domain-separation string: the signed bytes are
+ * domain || 0x00 || msg, so a signature made for one purpose verifies for no other.
+ */
+int snipe_sign(const snipe_key *k, const char *domain, const void *msg, size_t len,
+               uint8_t sig[SNIPE_SIG_BYTES]);
+/* SNIPE_OK or SNIPE_EBADSIG. */
+int snipe_verify(const uint8_t pk[SNIPE_PK_BYTES], const char *domain, const void *msg,
+                 size_t len, const uint8_t sig[SNIPE_SIG_BYTES]);
+
+/* A set of trusted public keys, found by key id. */
+typedef struct snipe_keyring snipe_keyring;
+
+int snipe_keyring_new(snipe_keyring **out);
+void snipe_keyring_free(snipe_keyring *kr);
+/* Adding a key already present is not an error. */
+int snipe_keyring_add(snipe_keyring *kr, const uint8_t pk[SNIPE_PK_BYTES]);
+/* SNIPE_ENOENT if absent. */
+int snipe_keyring_remove(snipe_keyring *kr, const uint8_t id[SNIPE_KEYID_BYTES]);
+/* The public key with this id, or NULL; valid until the key is removed. */
+const uint8_t *snipe_keyring_find(const snipe_keyring *kr,
+                                  const uint8_t id[SNIPE_KEYID_BYTES]);
+size_t snipe_keyring_count(const snipe_keyring *kr);
+
+/* --------------------------------------------------------------- envelopes */
+
+/* Message types. The list with their bodies is include/proto/envelope.proto. */
+enum snipe_msg_type {
+	SNIPE_MSG_ANY = 0, /* to snipe_env_open only: accept every type */
+	SNIPE_MSG_NOTE = 1, /* free text; tools and tests */
+};
+
+#define SNIPE_NONCE_BYTES 16
+#define SNIPE_SKEW_DEFAULT_MS 30000u
+#define SNIPE_REPLAY_DEFAULT_CAP 65536u
+
+/*
+ * Seals body in a signed envelope stamped with the current time and a random nonce.
+ * *out is malloc'd; the caller frees it with free().
+ */
+int snipe_env_seal(const snipe_key *k, uint32_t type, const void *body, size_t len,
+                   uint8_t **out, size_t *outlen);
+/* As seal, with a given timestamp (ms since the Unix epoch). */
+int snipe_env_seal_at(const snipe_key *k, uint32_t type, uint64_t timestamp_ms,
+                      const void *body, size_t len, uint8_t **out, size_t *outlen);
+
+/* An opened envelope. body points into memory owned by the message. */
+typedef struct snipe_env_msg {
+	uint8_t signer[SNIPE_KEYID_BYTES];
+	uint64_t timestamp_ms;
+	uint8_t nonce[SNIPE_NONCE_BYTES];
+	uint32_t type;
+	const uint8_t *body;
+	size_t body_len;
+	void *owner_; /* private */
+} snipe_env_msg;
+
+/* Releases the message's body; the struct may then be reused. NULL is a no-op. */
+void snipe_env_msg_clear(snipe_env_msg *m);
+
+/*
+ * The receiving side: who is trusted, how much clock skew is allowed, and which
+ * nonces were seen. The replay cache holds at most replay_cap nonces; when it must
+ * forget one, it also starts refusing every envelope not newer than the forgotten
+ * one, so a bounded cache never lets a replay through.
+ */
+typedef struct snipe_verifier snipe_verifier;
+
+/* kr is borrowed and must outlive the verifier; keys may be added to it later. */
+int snipe_verifier_new(const snipe_keyring *kr, uint32_t skew_ms, size_t replay_cap,
+                       snipe_verifier **out);
+void snipe_verifier_free(snipe_verifier *v);
+/* Replaces the wall clock (ms since the epoch), for tests. */
+void snipe_verifier_set_clock(snipe_verifier *v, uint64_t (*now_ms)(void *arg),
+                              void *arg);
+/* Number of nonces currently remembered. */
+size_t snipe_verifier_cached(const snipe_verifier *v);
+
+/*
+ * Opens an envelope: decodes it, then checks, in this order, that the signer is in the
+ * keyring (SNIPE_EUNKNOWNSIGNER), the signature (SNIPE_EBADSIG), the type if `type` is
+ * not SNIPE_MSG_ANY (SNIPE_EWRONGTYPE), the timestamp window (SNIPE_ESKEW) and the
+ * nonce (SNIPE_EREPLAY). Malformed input of any kind gives SNIPE_EDECODE. The nonce is
+ * remembered only when every check passed. On success *out must be cleared by the
+ * caller with snipe_env_msg_clear.
+ */
+int snipe_env_open(snipe_verifier *v, const uint8_t *buf, size_t len, uint32_t type,
+                   snipe_env_msg *out, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ config */
+
+/*
+ * One ini format for the daemons and the CLI. Sections: [client], [catalog], [agent].
+ * Values are strings; typed parsing is done by the caller with the parsers below.
+ */
+typedef struct snipe_config snipe_config;
+
+/* Reads an ini file. Duplicate keys, unknown sections and syntax errors fail with
+ * SNIPE_ECONFIG and a reason naming the line. */
+int snipe_config_load(const char *path, snipe_config **out, char *err, size_t errlen);
+/* An empty configuration, to fill with snipe_config_set. */
+int snipe_config_new(snipe_config **out);
+void snipe_config_free(snipe_config *cfg);
+/* The value or NULL; valid until the key is set again or cfg is freed. */
+const char *snipe_config_get(const snipe_config *cfg, const char *section,
+                             const char *key);
+/* Sets or replaces a value (flag and environment overrides). */
+int snipe_config_set(snipe_config *cfg, const char *section, const char *key,
+                     const char *value);
+/* SNIPE_ECONFIG naming the first key of `section` that is not in the NULL-terminated
+ * list `known`. */
+int snipe_config_check(const snipe_config *cfg, const char *section,
+                       const char *const *known, char *err, size_t errlen);
+
+/* Strict number parsing: the whole string, decimal, within [min, max]. SNIPE_EINVAL
+ * for anything that is not a number, SNIPE_ERANGE outside the bounds. */
+int snipe_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* "true|yes|on|1" and "false|no|off|0"; SNIPE_EINVAL otherwise. */
+int snipe_parse_bool(const char *s, bool *out);
+
+/* The client's settings: flag, else environment (SNIPE_CATALOG, SNIPE_KEY), else the
+ * [client] section of cfg (may be NULL), else NULL. Borrowed from their sources. */
+const char *snipe_client_catalog(const snipe_config *cfg, const char *flag);
+const char *snipe_client_key(const snipe_config *cfg, const char *flag);
+
+/* Wall clock, milliseconds since the Unix epoch. */
+uint64_t snipe_now_ms(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SNIPE_H */

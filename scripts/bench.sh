@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# bench.sh — builds an optimised tree and runs every benchmark under tests/bench.
+# Each benchmark prints its figures beside a baseline measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release
+for b in build-bench/bench_*; do
+  [ -x "$b" ] || continue
+  echo "== $(basename "$b") =="
+  "$b"
+done

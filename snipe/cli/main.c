@@ -1,0 +1,108 @@
+/*
+ * main.c — the `snipe` command: global options, then one subcommand per file in this
+ * folder. Each subcommand parses its own options and returns an exit code.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct command {
+	const char *name;
+	int (*run)(struct cli *c, int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{"keygen", cmd_keygen, "create an Ed25519 identity (private key file + .pub)"},
+	{"envelope", cmd_envelope, "seal or open a signed envelope (debugging aid)"},
+};
+
+static void usage(FILE *to)
+{
+	fprintf(to, "usage: snipe [--catalog ENDPOINTS] [--key FILE] [--config FILE] "
+	            "COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(to, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(to, "\nenvironment: SNIPE_CATALOG (comma-separated endpoints), SNIPE_KEY "
+	            "(private key file), SNIPE_CONFIG (ini file), SNIPE_LOG (log level)\n"
+	            "'snipe COMMAND --help' describes a command.\n");
+}
+
+int cli_fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("snipe: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return code;
+}
+
+int cli_load_key(const struct cli *c, snipe_key **out)
+{
+	const char *path = snipe_client_key(c->cfg, c->key_flag);
+	if (path == NULL)
+		return cli_fail(CLI_USAGE, "no key: pass --key FILE or set SNIPE_KEY "
+		                           "(create one with 'snipe keygen')");
+	char err[512];
+	if (snipe_key_load(path, out, err, sizeof(err)) != SNIPE_OK)
+		return cli_fail(CLI_FAIL, "%s", err);
+	return CLI_OK;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"catalog", required_argument, NULL, 'c'},
+		{"key", required_argument, NULL, 'k'},
+		{"config", required_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{0},
+	};
+	struct cli c = {0};
+	const char *config_path = getenv("SNIPE_CONFIG");
+	int opt;
+	/* '+': stop at the first non-option, the subcommand. */
+	while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': c.catalog_flag = optarg; break;
+		case 'k': c.key_flag = optarg; break;
+		case 'f': config_path = optarg; break;
+		case 'h': usage(stdout); return CLI_OK;
+		case 'V': printf("snipe 0.1.0\n"); return CLI_OK;
+		default: usage(stderr); return CLI_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return CLI_USAGE;
+	}
+	const char *name = argv[optind];
+	const struct command *cmd = NULL;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			cmd = &commands[i];
+	if (cmd == NULL)
+		return cli_fail(CLI_USAGE, "unknown command '%s' (see 'snipe --help')", name);
+
+	char err[512];
+	int rc = config_path != NULL ? snipe_config_load(config_path, &c.cfg, err, sizeof(err))
+	                             : snipe_config_new(&c.cfg);
+	if (rc != SNIPE_OK)
+		return cli_fail(CLI_FAIL, "%s", config_path != NULL ? err : snipe_strerror(rc));
+	static const char *const client_keys[] = {"catalog", "key", NULL};
+	if (snipe_config_check(c.cfg, "client", client_keys, err, sizeof(err)) != SNIPE_OK) {
+		snipe_config_free(c.cfg);
+		return cli_fail(CLI_FAIL, "%s: %s", config_path, err);
+	}
+
+	int sub_argc = argc - optind;
+	char **sub_argv = argv + optind;
+	optind = 0; /* glibc: 0 re-initialises getopt for the subcommand's own arguments */
+	rc = cmd->run(&c, sub_argc, sub_argv);
+	snipe_config_free(c.cfg);
+	return rc;
+}

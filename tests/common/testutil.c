@@ -1,0 +1,83 @@
+/* testutil.c — helpers shared by the Check suites (see testutil.h). */
+#include "testutil.h"
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int tu_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+char *tu_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR");
+	char *tmpl = NULL;
+	if (asprintf(&tmpl, "%s/snipe-test-XXXXXX", base ? base : "/tmp") < 0)
+		ck_abort_msg("asprintf failed");
+	if (mkdtemp(tmpl) == NULL)
+		ck_abort_msg("mkdtemp %s failed", tmpl);
+	return tmpl;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+void tu_rmtree(char *dir)
+{
+	if (dir == NULL)
+		return;
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(dir);
+}
+
+char *tu_path(const char *dir, const char *name)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		ck_abort_msg("asprintf failed");
+	return p;
+}
+
+void tu_write_file(const char *path, const void *data, size_t len, unsigned mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, (mode_t)mode);
+	ck_assert_msg(fd >= 0, "open %s", path);
+	ck_assert_int_eq(fchmod(fd, (mode_t)mode), 0);
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+int tu_has_number(const char *s, unsigned long n)
+{
+	const char *p = s;
+	while (*p != '\0') {
+		if (!isdigit((unsigned char)*p)) {
+			p++;
+			continue;
+		}
+		const char *start = p;
+		while (isdigit((unsigned char)*p))
+			p++;
+		char *end = NULL;
+		unsigned long v = strtoul(start, &end, 10);
+		if (end == p && v == n)
+			return 1;
+	}
+	return 0;
+}
