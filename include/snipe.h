@@ -46,7 +46,14 @@ extern "C" {
 	X(EWRONGTYPE, -33, "unexpected message type")                                \
 	X(ESKEW, -34, "timestamp outside the allowed window")                        \
 	X(EREPLAY, -35, "replayed message")                                          \
-	X(ECONFIG, -40, "bad configuration")
+	X(ECONFIG, -40, "bad configuration")                                         \
+	X(EDENIED, -50, "not authorised")                                            \
+	X(ECONFLICT, -51, "version does not match (compare-and-set failed)")         \
+	X(ENOTFOUND, -52, "not found")                                               \
+	X(ENOTLEADER, -53, "this replica is not the leader")                         \
+	X(ETIMEDOUT, -54, "timed out")                                               \
+	X(EUNAVAIL, -55, "no catalog replica reachable")                             \
+	X(EEXPIRED, -56, "assertion already expired")
 
 enum snipe_error {
 #define SNIPE_ERR_ENUM_(name, value, msg) SNIPE_##name = (value),
@@ -180,6 +187,8 @@ int snipe_keyring_remove(snipe_keyring *kr, const uint8_t id[SNIPE_KEYID_BYTES])
 const uint8_t *snipe_keyring_find(const snipe_keyring *kr,
                                   const uint8_t id[SNIPE_KEYID_BYTES]);
 size_t snipe_keyring_count(const snipe_keyring *kr);
+/* Removes every key. */
+void snipe_keyring_clear(snipe_keyring *kr);
 
 /* --------------------------------------------------------------- envelopes */
 
@@ -187,6 +196,7 @@ size_t snipe_keyring_count(const snipe_keyring *kr);
 enum snipe_msg_type {
 	SNIPE_MSG_ANY = 0, /* to snipe_env_open only: accept every type */
 	SNIPE_MSG_NOTE = 1, /* free text; tools and tests */
+	SNIPE_MSG_CATALOG_REQUEST = 2, /* a catalog Request (catalog.proto) */
 };
 
 #define SNIPE_NONCE_BYTES 16

@@ -7,7 +7,7 @@ PACKAGES=(
   gcc make cmake pkg-config
   libsodium-dev libsqlite3-dev libnanomsg-dev uuid-dev check
   libprotobuf-c-dev protobuf-c-compiler libraft-dev libuv1-dev
-  libinih-dev libjansson-dev libzstd-dev
+  libjansson-dev libzstd-dev
   iproute2 procps
 )
 

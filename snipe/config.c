@@ -1,10 +1,9 @@
 /*
- * config.c — the ini configuration shared by the daemons and the CLI (libinih), plus
+ * config.c — the ini configuration shared by the daemons and the CLI, plus
  * strict parsers for the values and the client's flag > environment > file precedence.
  * Which keys mean what is decided by each program, not here.
  */
 #include <errno.h>
-#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,17 +105,10 @@ static bool section_known(const char *section)
 	return false;
 }
 
-/* inih callback: one key = value. Returning 0 marks the line as an error. */
-static int on_entry(void *user, const char *section, const char *key, const char *value)
+/* One key = value of a known section. Returns 0 (with st->reason) on an error. */
+static int on_entry(struct load_state *st, const char *section, const char *key,
+                    const char *value)
 {
-	struct load_state *st = user;
-	if (st->reason[0] != '\0')
-		return 0;
-	if (!section_known(section)) {
-		snprintf(st->reason, sizeof(st->reason),
-		         "unknown section [%s] (known: client, catalog, agent)", section);
-		return 0;
-	}
 	if (find(st->cfg, section, key) != NULL) {
 		snprintf(st->reason, sizeof(st->reason), "duplicate key '%s' in [%s]", key,
 		         section);
@@ -129,26 +121,137 @@ static int on_entry(void *user, const char *section, const char *key, const char
 	return 1;
 }
 
-int snipe_config_load(const char *path, snipe_config **out, char *err, size_t errlen)
+/* ------------------------------------------------------------------ parser */
+
+#define CONFIG_FILE_MAX (1u << 20)
+
+/* The format: blank lines; whole-line comments starting with '#' or ';'; "[section]";
+ * "key = value" (blanks around both trimmed; the value may hold anything else,
+ * including '=', ';' and '#'). No line-length limit. libinih was the first choice, but
+ * Debian builds it with a 200-byte line buffer that splits longer lines silently, and
+ * it cannot report an unknown section at its own line; this is the small strict
+ * parser those two needs call for. */
+
+static void trim(const char **p, size_t *len)
+{
+	while (*len > 0 && (**p == ' ' || **p == '\t')) {
+		(*p)++;
+		(*len)--;
+	}
+	while (*len > 0 && ((*p)[*len - 1] == ' ' || (*p)[*len - 1] == '\t' ||
+	                    (*p)[*len - 1] == '\r'))
+		(*len)--;
+}
+
+static int parse_section(struct load_state *st, const char *line, size_t len, char *section,
+                         size_t cap)
+{
+	if (line[len - 1] != ']' || len - 2 >= cap) {
+		snprintf(st->reason, sizeof(st->reason), "malformed section header");
+		return -1;
+	}
+	snprintf(section, cap, "%.*s", (int)(len - 2), line + 1);
+	if (!section_known(section)) {
+		snprintf(st->reason, sizeof(st->reason),
+		         "unknown section [%s] (known: client, catalog, agent)", section);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_entry(struct load_state *st, const char *line, size_t len,
+                       const char *section)
+{
+	const char *eq = memchr(line, '=', len);
+	if (eq == NULL) {
+		snprintf(st->reason, sizeof(st->reason), "syntax error (expected key = value)");
+		return -1;
+	}
+	if (section[0] == '\0') {
+		snprintf(st->reason, sizeof(st->reason), "key outside of any [section]");
+		return -1;
+	}
+	const char *k = line, *v = eq + 1;
+	size_t klen = (size_t)(eq - line), vlen = len - klen - 1;
+	trim(&k, &klen);
+	trim(&v, &vlen);
+	if (klen == 0) {
+		snprintf(st->reason, sizeof(st->reason), "empty key");
+		return -1;
+	}
+	char *key = strndup(k, klen), *value = strndup(v, vlen);
+	int rc = key != NULL && value != NULL ? on_entry(st, section, key, value) : 0;
+	free(key);
+	free(value);
+	return rc ? 0 : -1;
+}
+
+/* Returns 0, or the number of the first bad line with st->reason saying why. */
+static int parse(struct load_state *st, const char *text)
+{
+	char section[64] = "";
+	int lineno = 1;
+	for (const char *p = text; *p != '\0'; lineno++) {
+		const char *nl = strchr(p, '\n');
+		const char *line = p;
+		size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		trim(&line, &len);
+		int bad = 0;
+		if (len == 0 || *line == '#' || *line == ';')
+			bad = 0;
+		else if (*line == '[')
+			bad = parse_section(st, line, len, section, sizeof(section));
+		else
+			bad = parse_entry(st, line, len, section);
+		if (bad)
+			return lineno;
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	return 0;
+}
+
+static int read_text(const char *path, char **out, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	if (f == NULL)
 		return sni_err(err, errlen, errno == ENOENT ? SNIPE_ENOENT : SNIPE_EIO,
 		               "cannot open config %s: %s", path, strerror(errno));
-	struct load_state st = {0};
-	int rc = snipe_config_new(&st.cfg);
-	if (rc != SNIPE_OK) {
-		fclose(f);
-		return rc;
-	}
-	int line = ini_parse_file(f, on_entry, &st);
+	char *text = malloc(CONFIG_FILE_MAX + 1);
+	size_t n = text != NULL ? fread(text, 1, CONFIG_FILE_MAX + 1, f) : 0;
+	bool bad = text == NULL || ferror(f) || n > CONFIG_FILE_MAX;
 	fclose(f);
+	if (bad) {
+		free(text);
+		return sni_err(err, errlen, SNIPE_ECONFIG, "cannot read config %s (at most %u "
+		               "bytes)", path, CONFIG_FILE_MAX);
+	}
+	text[n] = '\0';
+	if (memchr(text, '\0', n) != NULL) {
+		free(text);
+		return sni_err(err, errlen, SNIPE_ECONFIG, "config %s is not text", path);
+	}
+	*out = text;
+	return SNIPE_OK;
+}
+
+int snipe_config_load(const char *path, snipe_config **out, char *err, size_t errlen)
+{
+	char *text = NULL;
+	int rc = read_text(path, &text, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	struct load_state st = {0};
+	rc = snipe_config_new(&st.cfg);
+	int line = rc == SNIPE_OK ? parse(&st, text) : 0;
+	free(text);
+	if (rc != SNIPE_OK)
+		return rc;
 	if (line != 0) {
 		snipe_config_free(st.cfg);
-		if (line < 0)
-			return sni_err(err, errlen, SNIPE_ENOMEM, "%s: out of memory", path);
 		return sni_err(err, errlen, SNIPE_ECONFIG, "%s line %d: %s", path, line,
-		               st.reason[0] ? st.reason : "syntax error");
+		               st.reason);
 	}
 	*out = st.cfg;
 	return SNIPE_OK;

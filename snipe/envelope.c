@@ -135,10 +135,11 @@ static int decode_outer(const uint8_t *buf, size_t len, Snipe__Envelope **out, c
 	if (e == NULL)
 		return sni_err(err, errlen, SNIPE_EDECODE, "envelope: not a valid envelope (%zu bytes)",
 		               len);
-	if (e->signature.len != SNIPE_SIG_BYTES) {
+	size_t siglen = e->signature.len;
+	if (siglen != SNIPE_SIG_BYTES) {
 		snipe__envelope__free_unpacked(e, NULL);
 		return sni_err(err, errlen, SNIPE_EDECODE, "envelope: signature is %zu bytes, not %d",
-		               e->signature.len, SNIPE_SIG_BYTES);
+		               siglen, SNIPE_SIG_BYTES);
 	}
 	*out = e;
 	return SNIPE_OK;
@@ -163,7 +164,7 @@ static int decode_content(const ProtobufCBinaryData *bytes, Snipe__EnvelopeConte
 static int check_content(snipe_verifier *v, const Snipe__EnvelopeContent *c, uint32_t type,
                          const char *signer, char *err, size_t errlen)
 {
-	if (type != SNIPE_MSG_ANY && (uint32_t)c->type != type)
+	if ((uint32_t)c->type == SNIPE_MSG_ANY || (type != SNIPE_MSG_ANY && (uint32_t)c->type != type))
 		return sni_err(err, errlen, SNIPE_EWRONGTYPE,
 		               "envelope from %s: type %u where %u was expected", signer,
 		               (unsigned)c->type, type);

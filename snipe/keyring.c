@@ -122,3 +122,9 @@ size_t snipe_keyring_count(const snipe_keyring *kr)
 {
 	return kr->count;
 }
+
+void snipe_keyring_clear(snipe_keyring *kr)
+{
+	memset(kr->slots, 0, kr->cap * sizeof(struct slot));
+	kr->count = 0;
+}

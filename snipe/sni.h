@@ -20,6 +20,7 @@ void sni_hex(const uint8_t *bytes, size_t n, char *out);
 
 /* Signing domains. Each purpose has its own string; see snipe_sign. */
 #define SNI_DOMAIN_ENVELOPE "snipe/envelope/v1"
+#define SNI_DOMAIN_ASSERTION "snipe/assertion/v1"
 
 /* ---- replay cache (replay.c): remembers nonces, bounded; see snipe_verifier. */
 typedef struct sni_replay sni_replay;
@@ -35,5 +36,27 @@ int sni_replay_check(const sni_replay *r, const uint8_t nonce[SNIPE_NONCE_BYTES]
 void sni_replay_add(sni_replay *r, const uint8_t nonce[SNIPE_NONCE_BYTES], uint64_t ts,
                     uint64_t expire_before);
 size_t sni_replay_count(const sni_replay *r);
+
+/* ---- assertions (assertion.c): the signed (urn, attr) = value statements. */
+struct Snipe__AssertionContent;
+
+#define SNI_ATTR_MAX 64
+#define SNI_VALUE_MAX (64u * 1024u)
+
+/* 1-64 characters of [A-Za-z0-9._-]; SNIPE_EINVAL otherwise. */
+int sni_attr_validate(const char *attr, char *err, size_t errlen);
+/* Serialises and signs an AssertionContent. *content is malloc'd (caller frees). */
+int sni_assertion_sign(const snipe_key *k, const char *urn, const char *attr,
+                       const void *value, size_t len, uint64_t expires_ms,
+                       uint8_t **content, size_t *content_len,
+                       uint8_t sig[SNIPE_SIG_BYTES]);
+/* Checks an assertion's shape (author 32 bytes, signature 64, content decodes, valid
+ * URN and attr, value at most SNI_VALUE_MAX) and, if verify, its signature by author.
+ * On success *out (if not NULL) is the decoded content, freed with
+ * snipe__assertion_content__free_unpacked. SNIPE_EDECODE, SNIPE_EINVAL, SNIPE_EURN*,
+ * or SNIPE_EBADSIG, with err saying which. */
+int sni_assertion_check(const uint8_t *content, size_t content_len, const uint8_t *author,
+                        size_t author_len, const uint8_t *sig, size_t sig_len, bool verify,
+                        struct Snipe__AssertionContent **out, char *err, size_t errlen);
 
 #endif

@@ -1,0 +1,306 @@
+/*
+ * consensus.c — libraft glue: bootstrap and start a replica, apply committed entries
+ * to the store, snapshot and restore it, propose writes. It decides nothing about
+ * what a write means (store.c) or who sent it (server.c).
+ */
+#include <errno.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "consensus.h"
+#include "entry.h"
+#include "sni.h"
+
+struct rcds_consensus {
+	struct raft raft;
+	struct raft_io io;
+	struct raft_uv_transport transport;
+	struct raft_fsm fsm;
+	rcds_store *store;
+	rcds_applied_fn on_applied;
+	void *arg;
+	rcds_result last; /* the result of the entry being applied; see fsm_apply */
+	void (*closed)(void *arg);
+	void *closed_arg;
+};
+
+struct proposal {
+	struct raft_apply req;
+	rcds_done_fn done;
+	void *arg;
+};
+
+/* ------------------------------------------------------------ state machine */
+
+/* libraft gives apply no index: it is the one after the last applied. A rejected write
+ * is a result, not an error: a non-zero return would make libraft retry forever, which
+ * is right only when the database itself failed. */
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+	rcds_consensus *c = fsm->data;
+	uint64_t index = c->raft.last_applied + 1;
+	memset(&c->last, 0, sizeof(c->last));
+	Snipe__Command *cmd = rcds_entry_decode(buf);
+	int rc = SNIPE_OK;
+	if (cmd == NULL) {
+		snipe_log(SNIPE_LOG_ERROR, "raft", "undecodable entry skipped index=%llu",
+		          (unsigned long long)index);
+		c->last.code = SNIPE_EDECODE;
+		c->last.index = index;
+	} else {
+		rc = rcds_store_apply(c->store, index, cmd, &c->last);
+		snipe__command__free_unpacked(cmd, NULL);
+	}
+	if (rc != SNIPE_OK)
+		return RAFT_IOERR;
+	*result = &c->last;
+	if (c->on_applied != NULL)
+		c->on_applied(c->arg, index, &c->last);
+	return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
+{
+	rcds_consensus *c = fsm->data;
+	uint8_t *image = NULL;
+	size_t len = 0;
+	if (rcds_store_snapshot(c->store, &image, &len) != SNIPE_OK)
+		return RAFT_IOERR;
+	*bufs = raft_malloc(sizeof(struct raft_buffer));
+	void *copy = raft_malloc(len);
+	if (*bufs == NULL || copy == NULL) {
+		raft_free(*bufs);
+		raft_free(copy);
+		free(image);
+		return RAFT_NOMEM;
+	}
+	memcpy(copy, image, len);
+	free(image);
+	(*bufs)[0].base = copy;
+	(*bufs)[0].len = len;
+	*n = 1;
+	return 0;
+}
+
+/* On success the FSM owns buf->base and frees it. */
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	rcds_consensus *c = fsm->data;
+	if (rcds_store_restore(c->store, buf->base, buf->len) != SNIPE_OK)
+		return RAFT_IOERR;
+	raft_free(buf->base);
+	snipe_log(SNIPE_LOG_INFO, "raft", "restored snapshot applied=%llu",
+	          (unsigned long long)rcds_store_applied(c->store));
+	rcds_result keys = {.code = SNIPE_OK, .keys_changed = true};
+	if (c->on_applied != NULL)
+		c->on_applied(c->arg, rcds_store_applied(c->store), &keys);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- start-up */
+
+static int bootstrap(rcds_consensus *c, const rcds_consensus_config *cfg, char *err,
+                     size_t errlen)
+{
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	int rv = 0;
+	for (size_t i = 0; i < cfg->npeers && rv == 0; i++)
+		rv = raft_configuration_add(&conf, cfg->peers[i].id, cfg->peers[i].address,
+		                            RAFT_VOTER);
+	if (rv == 0)
+		rv = raft_bootstrap(&c->raft, &conf);
+	raft_configuration_close(&conf);
+	if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) /* CANTBOOTSTRAP: a restart */
+		return sni_err(err, errlen, SNIPE_EIO, "raft bootstrap: %s", raft_strerror(rv));
+	return SNIPE_OK;
+}
+
+static const char *own_address(const rcds_consensus_config *cfg)
+{
+	for (size_t i = 0; i < cfg->npeers; i++)
+		if (cfg->peers[i].id == cfg->id)
+			return cfg->peers[i].address;
+	return NULL;
+}
+
+int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
+                         rcds_store *store, rcds_applied_fn on_applied, void *arg,
+                         rcds_consensus **out, char *err, size_t errlen)
+{
+	const char *address = own_address(cfg);
+	if (address == NULL)
+		return sni_err(err, errlen, SNIPE_ECONFIG, "replica id %llu is not among the peers",
+		               (unsigned long long)cfg->id);
+	if (mkdir(cfg->dir, 0700) != 0 && errno != EEXIST)
+		return sni_err(err, errlen, SNIPE_EIO, "cannot create %s: %s", cfg->dir,
+		               strerror(errno));
+	rcds_consensus *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return SNIPE_ENOMEM;
+	c->store = store;
+	c->on_applied = on_applied;
+	c->arg = arg;
+	c->fsm = (struct raft_fsm){.version = 1, .data = c, .apply = fsm_apply,
+	                           .snapshot = fsm_snapshot, .restore = fsm_restore};
+	int rv = raft_uv_tcp_init(&c->transport, loop);
+	if (rv != 0) {
+		free(c);
+		return sni_err(err, errlen, SNIPE_EIO, "raft transport: %s", raft_strerror(rv));
+	}
+	rv = raft_uv_init(&c->io, loop, cfg->dir, &c->transport);
+	if (rv != 0) {
+		raft_uv_tcp_close(&c->transport);
+		free(c);
+		return sni_err(err, errlen, SNIPE_EIO, "raft storage in %s: %s (the directory "
+		               "must support direct I/O)", cfg->dir, raft_strerror(rv));
+	}
+	raft_uv_set_connect_retry_delay(&c->io, 100);
+	rv = raft_init(&c->raft, &c->io, &c->fsm, cfg->id, address);
+	if (rv != 0)
+		goto fail_io;
+	c->raft.data = c;
+	raft_set_election_timeout(&c->raft, cfg->election_ms ? cfg->election_ms : 300);
+	raft_set_heartbeat_timeout(&c->raft, cfg->heartbeat_ms ? cfg->heartbeat_ms : 50);
+	raft_set_snapshot_threshold(&c->raft,
+	                            cfg->snapshot_threshold ? cfg->snapshot_threshold : 8192);
+	raft_set_snapshot_trailing(&c->raft, 1024);
+	raft_set_pre_vote(&c->raft, true);
+	if (bootstrap(c, cfg, err, errlen) != SNIPE_OK)
+		goto fail_raft;
+	rv = raft_start(&c->raft);
+	if (rv != 0) {
+		sni_err(err, errlen, SNIPE_EIO, "raft start: %s (%s)", raft_strerror(rv),
+		        raft_errmsg(&c->raft));
+		goto fail_raft;
+	}
+	*out = c;
+	return SNIPE_OK;
+fail_io:
+	sni_err(err, errlen, SNIPE_EIO, "raft init: %s", raft_strerror(rv));
+	raft_uv_close(&c->io);
+	raft_uv_tcp_close(&c->transport);
+	free(c);
+	return SNIPE_EIO;
+fail_raft:
+	/* raft_init succeeded: its close is asynchronous; finish it with the others. */
+	rcds_consensus_close(c, NULL, NULL);
+	return SNIPE_EIO;
+}
+
+/* ---------------------------------------------------------------- writes */
+
+static void proposal_done(struct raft_apply *req, int status, void *result)
+{
+	struct proposal *p = req->data;
+	if (status != 0)
+		p->done(p->arg, status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER
+		                        ? SNIPE_ENOTLEADER
+		                        : SNIPE_EIO,
+		        NULL);
+	else
+		p->done(p->arg, SNIPE_OK, result);
+	free(p);
+}
+
+int rcds_consensus_propose(rcds_consensus *c, const Snipe__Command *cmd, rcds_done_fn done,
+                           void *arg)
+{
+	if (raft_state(&c->raft) != RAFT_LEADER)
+		return SNIPE_ENOTLEADER;
+	struct raft_buffer buf;
+	int rc = rcds_entry_encode(cmd, &buf);
+	if (rc != SNIPE_OK)
+		return rc;
+	struct proposal *p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		raft_free(buf.base);
+		return SNIPE_ENOMEM;
+	}
+	p->req.data = p;
+	p->done = done;
+	p->arg = arg;
+	int rv = raft_apply(&c->raft, &p->req, &buf, 1, proposal_done);
+	if (rv != 0) {
+		raft_free(buf.base);
+		free(p);
+		return rv == RAFT_NOTLEADER ? SNIPE_ENOTLEADER : SNIPE_EIO;
+	}
+	return SNIPE_OK;
+}
+
+/* ---------------------------------------------------------------- status */
+
+bool rcds_consensus_is_leader(rcds_consensus *c)
+{
+	return raft_state(&c->raft) == RAFT_LEADER;
+}
+
+void rcds_consensus_status(rcds_consensus *c, Snipe__Status *st)
+{
+	static const char *const states[] = {"unavailable", "follower", "candidate", "leader"};
+	raft_id leader = 0;
+	const char *address = NULL;
+	raft_leader(&c->raft, &leader, &address);
+	int state = raft_state(&c->raft);
+	st->id = c->raft.id;
+	st->leader_id = leader;
+	st->leader_address = (char *)(address != NULL ? address : "");
+	st->term = c->raft.current_term;
+	st->applied_index = c->raft.last_applied;
+	st->commit_index = c->raft.commit_index;
+	st->state = (char *)(state >= 0 && state < 4 ? states[state] : "unknown");
+	st->members = NULL;
+	st->n_members = 0;
+	unsigned n = c->raft.configuration.n;
+	Snipe__Member **list = calloc(n ? n : 1, sizeof(*list));
+	Snipe__Member *m = calloc(n ? n : 1, sizeof(*m));
+	if (n == 0 || list == NULL || m == NULL) {
+		free(list);
+		free(m);
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const struct raft_server *s = &c->raft.configuration.servers[i];
+		snipe__member__init(&m[i]);
+		m[i].id = s->id;
+		m[i].address = s->address;
+		m[i].voter = s->role == RAFT_VOTER;
+		list[i] = &m[i];
+	}
+	st->members = list;
+	st->n_members = n;
+}
+
+void rcds_consensus_status_clear(Snipe__Status *st)
+{
+	if (st->members != NULL)
+		free(st->members[0]); /* the array of members, allocated in one block */
+	free(st->members);
+	st->members = NULL;
+	st->n_members = 0;
+}
+
+/* ---------------------------------------------------------------- shutdown */
+
+static void transport_closed(struct raft *r)
+{
+	rcds_consensus *c = r->data;
+	raft_uv_close(&c->io);
+	raft_uv_tcp_close(&c->transport);
+	void (*closed)(void *) = c->closed;
+	void *arg = c->closed_arg;
+	free(c);
+	if (closed != NULL)
+		closed(arg);
+}
+
+void rcds_consensus_close(rcds_consensus *c, void (*done)(void *arg), void *arg)
+{
+	c->closed = done;
+	c->closed_arg = arg;
+	raft_close(&c->raft, transport_closed);
+}
