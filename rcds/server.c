@@ -349,6 +349,25 @@ void rcds_server_applied(void *server, uint64_t index, const rcds_result *res)
 		wake_parked(s, false);
 }
 
+/* Serves a read now, refuses it (leader_only on a follower), or parks it until this
+ * replica has applied min_index. Returns true if it kept req (parked). */
+static bool do_read(rcds_server *s, void *control, Snipe__Request *req)
+{
+	bool get = req->op_case == SNIPE__REQUEST__OP_GET;
+	uint64_t min_index = get ? req->get->min_index : req->query->min_index;
+	bool leader_only = get ? req->get->leader_only : req->query->leader_only;
+	if (leader_only && (s->consensus == NULL || !rcds_consensus_is_leader(s->consensus))) {
+		reply_not_leader(s, control, req->id.data);
+		return false;
+	}
+	if (min_index > rcds_store_applied(s->store)) {
+		park(s, control, req, min_index);
+		return true;
+	}
+	serve_read(s, control, req);
+	return false;
+}
+
 /* ------------------------------------------------------------------ status */
 
 static void do_status(rcds_server *s, void *control, const Snipe__Request *req)
@@ -388,20 +407,14 @@ static void handle(rcds_server *s, const uint8_t *buf, size_t len, void *control
 			snipe__request__free_unpacked(req, NULL);
 		return;
 	}
-	uint64_t min_index = 0;
 	switch (req->op_case) {
 	case SNIPE__REQUEST__OP_WRITE:
 		do_write(s, control, req, signer);
 		break;
 	case SNIPE__REQUEST__OP_GET:
 	case SNIPE__REQUEST__OP_QUERY:
-		min_index = req->op_case == SNIPE__REQUEST__OP_GET ? req->get->min_index
-		                                                   : req->query->min_index;
-		if (min_index > rcds_store_applied(s->store)) {
-			park(s, control, req, min_index);
+		if (do_read(s, control, req))
 			return; /* req is now the parked call's */
-		}
-		serve_read(s, control, req);
 		break;
 	case SNIPE__REQUEST__OP_STATUS:
 		do_status(s, control, req);

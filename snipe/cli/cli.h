@@ -23,7 +23,16 @@ int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* Loads the client's key (--key, $SNIPE_KEY, [client] key), or fails with a reason. */
 int cli_load_key(const struct cli *c, snipe_key **out);
 
+/* Loads the key and opens a catalog client (--catalog, $SNIPE_CATALOG, [client] catalog). */
+struct rcds_client;
+int cli_open_catalog(const struct cli *c, snipe_key **key, struct rcds_client **client);
+
 int cmd_keygen(struct cli *c, int argc, char **argv);
+int cmd_lookup(struct cli *c, int argc, char **argv);
+int cmd_query(struct cli *c, int argc, char **argv);
+int cmd_assert(struct cli *c, int argc, char **argv);
+int cmd_catalog(struct cli *c, int argc, char **argv);
+int cmd_cluster(struct cli *c, int argc, char **argv);
 int cmd_envelope(struct cli *c, int argc, char **argv);
 
 #endif

@@ -14,8 +14,13 @@ static const struct command {
 	int (*run)(struct cli *c, int argc, char **argv);
 	const char *summary;
 } commands[] = {
+	{"cluster", cmd_cluster, "a local cluster on loopback: up, down, status"},
 	{"keygen", cmd_keygen, "create an Ed25519 identity (private key file + .pub)"},
 	{"envelope", cmd_envelope, "seal or open a signed envelope (debugging aid)"},
+	{"lookup", cmd_lookup, "show every assertion about a URN"},
+	{"query", cmd_query, "list URNs by prefix and ATTR=VALUE"},
+	{"assert", cmd_assert, "sign and write ATTR=VALUE assertions about a URN"},
+	{"catalog", cmd_catalog, "catalog replicas: status"},
 };
 
 static void usage(FILE *to)

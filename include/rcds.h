@@ -1,0 +1,123 @@
+/*
+ * rcds.h — the catalog client: talk to the replicas of a SNIPE resource catalog.
+ *
+ * A client holds a list of replica endpoints and a key. Every request is sealed in a
+ * signed envelope; writes sign each assertion with the client's key. Calls block for
+ * at most the client's timeout (default 5 s) and fail over between replicas: a write
+ * is retried with the same request id, so it applies at most once. Reads pass the
+ * highest index this client has written or read, so a client always reads its own
+ * writes, from any replica. Every assertion read is checked against its author's
+ * signature before it is returned.
+ */
+#ifndef RCDS_H
+#define RCDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snipe.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rcds_client rcds_client;
+
+/*
+ * endpoints: comma-separated nanomsg endpoints ("tcp://127.0.0.1:7400,..."), copied.
+ * key is borrowed and must outlive the client.
+ */
+int rcds_client_open(const char *endpoints, const snipe_key *key, rcds_client **out,
+                     char *err, size_t errlen);
+void rcds_client_close(rcds_client *c);
+/* The longest any call may take, in ms (default 5000). */
+void rcds_client_set_timeout(rcds_client *c, uint32_t ms);
+/* Reads only from the leader, which has applied every acknowledged write: for short
+ * lived clients (the CLI) that have no index of their own to wait for. Default off. */
+void rcds_client_set_leader_reads(rcds_client *c, bool on);
+/* The highest catalog index this client has seen. */
+uint64_t rcds_client_index(const rcds_client *c);
+
+/* ------------------------------------------------------------------ writes */
+
+/* An atomic batch of puts and deletes, built up and then written with rcds_write. */
+typedef struct rcds_batch rcds_batch;
+
+int rcds_batch_new(rcds_batch **out);
+void rcds_batch_free(rcds_batch *b);
+/* (urn, attr) = value, until expires_ms (0: never). Values are copied. */
+int rcds_batch_put(rcds_batch *b, const char *urn, const char *attr, const void *value,
+                   size_t len, uint64_t expires_ms);
+/* Compare-and-set: only if the current version is expect_version (0: absent). */
+int rcds_batch_put_if(rcds_batch *b, const char *urn, const char *attr, const void *value,
+                      size_t len, uint64_t expires_ms, uint64_t expect_version);
+/* attr NULL: every attribute of urn. */
+int rcds_batch_delete(rcds_batch *b, const char *urn, const char *attr);
+
+/* Writes the batch; on success *index (may be NULL) is the version it wrote. Codes:
+ * SNIPE_EDENIED, SNIPE_ECONFLICT, SNIPE_ENOTFOUND, SNIPE_EEXPIRED, SNIPE_EINVAL ...
+ * from the catalog; SNIPE_EUNAVAIL / SNIPE_ETIMEDOUT if no replica answered in time. */
+int rcds_write(rcds_client *c, const rcds_batch *b, uint64_t *index, char *err,
+               size_t errlen);
+
+/* ------------------------------------------------------------------- reads */
+
+typedef struct rcds_assertion {
+	char urn[SNIPE_URN_MAX];
+	char attr[65];
+	uint8_t *value; /* value_len bytes, then a NUL so text values can be printed */
+	size_t value_len;
+	uint64_t expires_ms;
+	uint64_t version;
+	uint8_t author[SNIPE_PK_BYTES];
+} rcds_assertion;
+
+typedef struct rcds_list {
+	rcds_assertion *items;
+	size_t count;
+	uint64_t index; /* the replica's applied index when it answered */
+} rcds_list;
+
+void rcds_list_free(rcds_list *l);
+
+/* All assertions of urn; SNIPE_ENOTFOUND if it has none. *out is filled on success
+ * and must be freed with rcds_list_free. */
+int rcds_get(rcds_client *c, const char *urn, rcds_list *out, char *err, size_t errlen);
+
+typedef struct rcds_where {
+	const char *attr;
+	const void *value;
+	size_t value_len;
+} rcds_where;
+
+/* All assertions of the URNs starting with prefix (NULL or "": all) that have every
+ * attr = value in where; follows the pages to the end. */
+int rcds_query(rcds_client *c, const char *prefix, const rcds_where *where, size_t nwhere,
+               rcds_list *out, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ status */
+
+typedef struct rcds_member {
+	uint64_t id;
+	char address[64];
+	bool voter;
+} rcds_member;
+
+typedef struct rcds_status {
+	char endpoint[256]; /* the endpoint that answered */
+	uint64_t id, leader_id, term, applied_index, commit_index;
+	char leader_address[64];
+	char state[16];
+	rcds_member members[9];
+	size_t nmembers;
+} rcds_status;
+
+/* Asks one replica (endpoint, or the first that answers if NULL) for its status. */
+int rcds_status_get(rcds_client *c, const char *endpoint, rcds_status *out, char *err,
+                    size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,637 @@
+/*
+ * catalog.c — the catalog client (include/rcds.h): signed requests to the replicas
+ * over nanomsg REQ sockets, failover between them, request ids that make retried
+ * writes apply once, read-your-writes through min_index, and end-to-end checks of
+ * every assertion read. It blocks; it is not an event-loop client.
+ */
+#include <nanomsg/nn.h>
+#include <nanomsg/reqrep.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "catalog.pb-c.h"
+#include "rcds.h"
+#include "sni.h"
+
+#define REQUEST_ID_BYTES 16
+#define ATTEMPT_MIN_MS 500
+/* A replica that cannot take a request within this long is down or unreachable: nanomsg
+ * queues sends until a connection exists, so this bounds the cost of a dead endpoint. */
+#define CONNECT_WAIT_MS 300
+
+struct rcds_client {
+	char **endpoints;
+	size_t n, current;
+	const snipe_key *key;
+	uint32_t timeout_ms;
+	uint64_t index; /* highest index seen: reads wait for it (read-your-writes) */
+	bool leader_reads;
+	int sock;       /* REQ socket to endpoints[current], or -1 */
+};
+
+/* --------------------------------------------------------------- life cycle */
+
+static int split_endpoints(rcds_client *c, const char *list)
+{
+	char *copy = strdup(list), *save = NULL;
+	if (copy == NULL)
+		return SNIPE_ENOMEM;
+	int rc = SNIPE_OK;
+	for (char *tok = strtok_r(copy, ",", &save); tok != NULL && rc == SNIPE_OK;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char **grown = realloc(c->endpoints, (c->n + 1) * sizeof(char *));
+		if (grown == NULL || (grown[c->n] = strdup(tok)) == NULL) {
+			if (grown != NULL)
+				c->endpoints = grown;
+			rc = SNIPE_ENOMEM;
+			break;
+		}
+		c->endpoints = grown;
+		c->n++;
+	}
+	free(copy);
+	return rc;
+}
+
+int rcds_client_open(const char *endpoints, const snipe_key *key, rcds_client **out,
+                     char *err, size_t errlen)
+{
+	if (endpoints == NULL || key == NULL)
+		return sni_err(err, errlen, SNIPE_EINVAL, "no catalog endpoints or no key");
+	rcds_client *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return SNIPE_ENOMEM;
+	c->key = key;
+	c->timeout_ms = 5000;
+	c->sock = -1;
+	int rc = split_endpoints(c, endpoints);
+	if (rc == SNIPE_OK && c->n == 0)
+		rc = sni_err(err, errlen, SNIPE_EINVAL, "no catalog endpoints in '%s'", endpoints);
+	if (rc != SNIPE_OK) {
+		rcds_client_close(c);
+		return rc;
+	}
+	/* Spread clients over the replicas; a follower redirects writes anyway. */
+	c->current = randombytes_uniform((uint32_t)c->n);
+	*out = c;
+	return SNIPE_OK;
+}
+
+void rcds_client_close(rcds_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->sock >= 0)
+		nn_close(c->sock);
+	for (size_t i = 0; i < c->n; i++)
+		free(c->endpoints[i]);
+	free(c->endpoints);
+	free(c);
+}
+
+void rcds_client_set_timeout(rcds_client *c, uint32_t ms)
+{
+	c->timeout_ms = ms;
+}
+
+void rcds_client_set_leader_reads(rcds_client *c, bool on)
+{
+	c->leader_reads = on;
+}
+
+uint64_t rcds_client_index(const rcds_client *c)
+{
+	return c->index;
+}
+
+/* ------------------------------------------------------------- transport */
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int open_socket(const char *endpoint)
+{
+	int s = nn_socket(AF_SP, NN_REQ);
+	if (s < 0)
+		return -1;
+	int resend = 3600 * 1000; /* retries are ours, with fresh envelopes: never nanomsg's */
+	int linger = 0;
+	nn_setsockopt(s, NN_REQ, NN_REQ_RESEND_IVL, &resend, sizeof(resend));
+	nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof(linger));
+	if (nn_connect(s, endpoint) < 0) {
+		nn_close(s);
+		return -1;
+	}
+	return s;
+}
+
+/* One request to one endpoint: seal, send, wait up to wait_ms. *reply on success. */
+static int exchange(int sock, const snipe_key *key, const Snipe__Request *req, int wait_ms,
+                    Snipe__Reply **reply)
+{
+	size_t len = snipe__request__get_packed_size(req);
+	uint8_t *body = malloc(len ? len : 1), *env = NULL;
+	size_t env_len = 0;
+	if (body == NULL)
+		return SNIPE_ENOMEM;
+	snipe__request__pack(req, body);
+	int rc = snipe_env_seal(key, SNIPE_MSG_CATALOG_REQUEST, body, len, &env, &env_len);
+	free(body);
+	if (rc != SNIPE_OK)
+		return rc;
+	int send_ms = wait_ms < CONNECT_WAIT_MS ? wait_ms : CONNECT_WAIT_MS;
+	nn_setsockopt(sock, NN_SOL_SOCKET, NN_SNDTIMEO, &send_ms, sizeof(send_ms));
+	nn_setsockopt(sock, NN_SOL_SOCKET, NN_RCVTIMEO, &wait_ms, sizeof(wait_ms));
+	int sent = nn_send(sock, env, env_len, 0);
+	free(env);
+	if (sent < 0)
+		return SNIPE_EUNAVAIL;
+	void *msg = NULL;
+	int n = nn_recv(sock, &msg, NN_MSG, 0);
+	if (n < 0)
+		return nn_errno() == ETIMEDOUT ? SNIPE_ETIMEDOUT : SNIPE_EUNAVAIL;
+	*reply = snipe__reply__unpack(NULL, (size_t)n, msg);
+	nn_freemsg(msg);
+	return *reply != NULL ? SNIPE_OK : SNIPE_EDECODE;
+}
+
+static void next_endpoint(rcds_client *c)
+{
+	if (c->sock >= 0)
+		nn_close(c->sock);
+	c->sock = -1;
+	c->current = (c->current + 1) % c->n;
+}
+
+/*
+ * Sends req until a replica answers with something other than ENOTLEADER, trying the
+ * endpoints in turn, within the client's timeout. The request keeps its id across
+ * attempts (a write applies once); each attempt is a fresh envelope (new nonce).
+ */
+static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply, char *err,
+                size_t errlen)
+{
+	uint64_t deadline = mono_ms() + c->timeout_ms;
+	int last = SNIPE_EUNAVAIL;
+	size_t not_leader = 0;
+	for (uint64_t now = mono_ms(); now < deadline; now = mono_ms()) {
+		if (c->sock < 0 && (c->sock = open_socket(c->endpoints[c->current])) < 0) {
+			next_endpoint(c);
+			continue;
+		}
+		uint64_t left = deadline - now, slice = c->timeout_ms / c->n;
+		if (slice < ATTEMPT_MIN_MS)
+			slice = ATTEMPT_MIN_MS;
+		Snipe__Reply *r = NULL;
+		int rc = exchange(c->sock, c->key, req, (int)(left < slice ? left : slice), &r);
+		if (rc == SNIPE_OK && r->code != SNIPE_ENOTLEADER) {
+			*reply = r;
+			return SNIPE_OK;
+		}
+		if (r != NULL)
+			snipe__reply__free_unpacked(r, NULL);
+		last = rc == SNIPE_OK ? SNIPE_ENOTLEADER : rc;
+		next_endpoint(c);
+		/* Every replica said "not leader": an election is on; give it a moment. */
+		if (last == SNIPE_ENOTLEADER && ++not_leader % c->n == 0) {
+			struct timespec pause = {0, 50 * 1000 * 1000};
+			nanosleep(&pause, NULL);
+		}
+	}
+	if (last == SNIPE_ENOTLEADER)
+		return sni_err(err, errlen, SNIPE_EUNAVAIL,
+		               "no catalog leader within %u ms (election in progress?)", c->timeout_ms);
+	return sni_err(err, errlen, last == SNIPE_ETIMEDOUT ? SNIPE_ETIMEDOUT : SNIPE_EUNAVAIL,
+	               "no catalog replica answered within %u ms (tried %s%s)", c->timeout_ms,
+	               c->endpoints[0], c->n > 1 ? " and others" : "");
+}
+
+/* Turns a reply's code into the call's result, with the replica's reason. */
+static int reply_result(rcds_client *c, const Snipe__Reply *r, char *err, size_t errlen)
+{
+	if (r->index > c->index)
+		c->index = r->index;
+	if (r->code != SNIPE_OK)
+		return sni_err(err, errlen, r->code, "%s",
+		               r->error != NULL && r->error[0] ? r->error : snipe_strerror(r->code));
+	return SNIPE_OK;
+}
+
+static void new_request(Snipe__Request *req, uint8_t id[REQUEST_ID_BYTES])
+{
+	snipe__request__init(req);
+	randombytes_buf(id, REQUEST_ID_BYTES);
+	req->id = (ProtobufCBinaryData){REQUEST_ID_BYTES, id};
+}
+
+/* ------------------------------------------------------------------ batches */
+
+struct put {
+	char *urn, *attr;
+	uint8_t *value;
+	size_t len;
+	uint64_t expires_ms, expect_version;
+	bool check;
+};
+
+struct del {
+	char *urn, *attr;
+};
+
+struct rcds_batch {
+	struct put *puts;
+	size_t nputs;
+	struct del *dels;
+	size_t ndels;
+};
+
+int rcds_batch_new(rcds_batch **out)
+{
+	*out = calloc(1, sizeof(rcds_batch));
+	return *out != NULL ? SNIPE_OK : SNIPE_ENOMEM;
+}
+
+void rcds_batch_free(rcds_batch *b)
+{
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < b->nputs; i++) {
+		free(b->puts[i].urn);
+		free(b->puts[i].attr);
+		free(b->puts[i].value);
+	}
+	for (size_t i = 0; i < b->ndels; i++) {
+		free(b->dels[i].urn);
+		free(b->dels[i].attr);
+	}
+	free(b->puts);
+	free(b->dels);
+	free(b);
+}
+
+static int add_put(rcds_batch *b, const char *urn, const char *attr, const void *value,
+                   size_t len, uint64_t expires_ms, bool check, uint64_t expect)
+{
+	if (urn == NULL || attr == NULL || (value == NULL && len > 0))
+		return SNIPE_EINVAL;
+	struct put *grown = realloc(b->puts, (b->nputs + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return SNIPE_ENOMEM;
+	b->puts = grown;
+	struct put *p = &b->puts[b->nputs];
+	*p = (struct put){.urn = strdup(urn), .attr = strdup(attr), .value = malloc(len ? len : 1),
+	                  .len = len, .expires_ms = expires_ms, .check = check,
+	                  .expect_version = expect};
+	if (p->urn == NULL || p->attr == NULL || p->value == NULL) {
+		free(p->urn);
+		free(p->attr);
+		free(p->value);
+		return SNIPE_ENOMEM;
+	}
+	if (len > 0)
+		memcpy(p->value, value, len);
+	b->nputs++;
+	return SNIPE_OK;
+}
+
+int rcds_batch_put(rcds_batch *b, const char *urn, const char *attr, const void *value,
+                   size_t len, uint64_t expires_ms)
+{
+	return add_put(b, urn, attr, value, len, expires_ms, false, 0);
+}
+
+int rcds_batch_put_if(rcds_batch *b, const char *urn, const char *attr, const void *value,
+                      size_t len, uint64_t expires_ms, uint64_t expect_version)
+{
+	return add_put(b, urn, attr, value, len, expires_ms, true, expect_version);
+}
+
+int rcds_batch_delete(rcds_batch *b, const char *urn, const char *attr)
+{
+	if (urn == NULL)
+		return SNIPE_EINVAL;
+	struct del *grown = realloc(b->dels, (b->ndels + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return SNIPE_ENOMEM;
+	b->dels = grown;
+	struct del *d = &b->dels[b->ndels];
+	d->urn = strdup(urn);
+	d->attr = strdup(attr != NULL ? attr : "");
+	if (d->urn == NULL || d->attr == NULL) {
+		free(d->urn);
+		free(d->attr);
+		return SNIPE_ENOMEM;
+	}
+	b->ndels++;
+	return SNIPE_OK;
+}
+
+/* ------------------------------------------------------------------- writes */
+
+/* The protobuf form of a batch, its assertions signed with the client's key. All of
+ * it lives in one arena freed by write_msg_free. */
+struct write_msg {
+	Snipe__WriteRequest w;
+	Snipe__PutItem *items, **item_ptrs;
+	Snipe__Assertion *assertions;
+	Snipe__DeleteItem *dels, **del_ptrs;
+	uint8_t (*sigs)[SNIPE_SIG_BYTES];
+	uint8_t **contents;
+	size_t n;
+};
+
+static void write_msg_free(struct write_msg *m)
+{
+	for (size_t i = 0; i < m->n && m->contents != NULL; i++)
+		free(m->contents[i]);
+	free(m->contents);
+	free(m->items);
+	free(m->item_ptrs);
+	free(m->assertions);
+	free(m->dels);
+	free(m->del_ptrs);
+	free(m->sigs);
+}
+
+static int write_msg_build(const rcds_client *c, const rcds_batch *b, struct write_msg *m,
+                           char *err, size_t errlen)
+{
+	size_t np = b->nputs ? b->nputs : 1, nd = b->ndels ? b->ndels : 1;
+	snipe__write_request__init(&m->w);
+	m->items = calloc(np, sizeof(*m->items));
+	m->item_ptrs = calloc(np, sizeof(*m->item_ptrs));
+	m->assertions = calloc(np, sizeof(*m->assertions));
+	m->sigs = calloc(np, sizeof(*m->sigs));
+	m->contents = calloc(np, sizeof(*m->contents));
+	m->dels = calloc(nd, sizeof(*m->dels));
+	m->del_ptrs = calloc(nd, sizeof(*m->del_ptrs));
+	if (!m->items || !m->item_ptrs || !m->assertions || !m->sigs || !m->contents ||
+	    !m->dels || !m->del_ptrs)
+		return SNIPE_ENOMEM;
+	const uint8_t *pk = snipe_key_public(c->key);
+	for (size_t i = 0; i < b->nputs; i++, m->n++) {
+		const struct put *p = &b->puts[i];
+		size_t clen = 0;
+		int rc = snipe_urn_validate(p->urn, err, errlen);
+		if (rc == SNIPE_OK)
+			rc = sni_attr_validate(p->attr, err, errlen);
+		if (rc == SNIPE_OK)
+			rc = sni_assertion_sign(c->key, p->urn, p->attr, p->value, p->len,
+			                        p->expires_ms, &m->contents[i], &clen, m->sigs[i]);
+		if (rc != SNIPE_OK)
+			return rc;
+		Snipe__Assertion *a = &m->assertions[i];
+		snipe__assertion__init(a);
+		a->content = (ProtobufCBinaryData){clen, m->contents[i]};
+		a->author = (ProtobufCBinaryData){SNIPE_PK_BYTES, (uint8_t *)pk};
+		a->signature = (ProtobufCBinaryData){SNIPE_SIG_BYTES, m->sigs[i]};
+		snipe__put_item__init(&m->items[i]);
+		m->items[i].assertion = a;
+		m->items[i].check_version = p->check;
+		m->items[i].expect_version = p->expect_version;
+		m->item_ptrs[i] = &m->items[i];
+	}
+	for (size_t i = 0; i < b->ndels; i++) {
+		snipe__delete_item__init(&m->dels[i]);
+		m->dels[i].urn = b->dels[i].urn;
+		m->dels[i].attr = b->dels[i].attr;
+		m->del_ptrs[i] = &m->dels[i];
+	}
+	m->w.puts = m->item_ptrs;
+	m->w.n_puts = b->nputs;
+	m->w.deletes = m->del_ptrs;
+	m->w.n_deletes = b->ndels;
+	return SNIPE_OK;
+}
+
+int rcds_write(rcds_client *c, const rcds_batch *b, uint64_t *index, char *err,
+               size_t errlen)
+{
+	struct write_msg m = {0};
+	int rc = write_msg_build(c, b, &m, err, errlen);
+	if (rc == SNIPE_OK) {
+		Snipe__Request req;
+		uint8_t id[REQUEST_ID_BYTES];
+		new_request(&req, id);
+		req.op_case = SNIPE__REQUEST__OP_WRITE;
+		req.write = &m.w;
+		Snipe__Reply *r = NULL;
+		rc = call(c, &req, &r, err, errlen);
+		if (rc == SNIPE_OK) {
+			rc = reply_result(c, r, err, errlen);
+			if (rc == SNIPE_OK && index != NULL)
+				*index = r->index;
+			snipe__reply__free_unpacked(r, NULL);
+		}
+	}
+	write_msg_free(&m);
+	return rc;
+}
+
+/* -------------------------------------------------------------------- reads */
+
+void rcds_list_free(rcds_list *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->count; i++)
+		free(l->items[i].value);
+	free(l->items);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Verifies each assertion of a reply and appends it to l. */
+static int append_verified(rcds_list *l, const Snipe__Reply *r, char *err, size_t errlen)
+{
+	if (r->n_assertions == 0)
+		return SNIPE_OK;
+	rcds_assertion *items = realloc(l->items, (l->count + r->n_assertions) * sizeof(*items));
+	if (items == NULL)
+		return SNIPE_ENOMEM;
+	l->items = items;
+	for (size_t i = 0; i < r->n_assertions; i++) {
+		const Snipe__Assertion *a = r->assertions[i];
+		Snipe__AssertionContent *ct = NULL;
+		int rc = sni_assertion_check(a->content.data, a->content.len, a->author.data,
+		                             a->author.len, a->signature.data, a->signature.len,
+		                             true, &ct, err, errlen);
+		if (rc != SNIPE_OK)
+			return rc;
+		rcds_assertion *out = &l->items[l->count];
+		memset(out, 0, sizeof(*out));
+		snprintf(out->urn, sizeof(out->urn), "%s", ct->urn);
+		snprintf(out->attr, sizeof(out->attr), "%s", ct->attr);
+		out->value = malloc(ct->value.len + 1);
+		if (out->value == NULL) {
+			snipe__assertion_content__free_unpacked(ct, NULL);
+			return SNIPE_ENOMEM;
+		}
+		if (ct->value.len > 0)
+			memcpy(out->value, ct->value.data, ct->value.len);
+		out->value[ct->value.len] = '\0';
+		out->value_len = ct->value.len;
+		out->expires_ms = ct->expires_ms;
+		out->version = a->version;
+		memcpy(out->author, a->author.data, SNIPE_PK_BYTES);
+		l->count++;
+		snipe__assertion_content__free_unpacked(ct, NULL);
+	}
+	return SNIPE_OK;
+}
+
+/* Sends a read, checks and collects its assertions. */
+static int read_call(rcds_client *c, Snipe__Request *req, rcds_list *out,
+                     Snipe__Reply **last, char *err, size_t errlen)
+{
+	Snipe__Reply *r = NULL;
+	int rc = call(c, req, &r, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	rc = reply_result(c, r, err, errlen);
+	if (rc == SNIPE_OK)
+		rc = append_verified(out, r, err, errlen);
+	out->index = r->index;
+	*last = r;
+	return rc;
+}
+
+int rcds_get(rcds_client *c, const char *urn, rcds_list *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	int rc = snipe_urn_validate(urn, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	Snipe__Request req;
+	Snipe__GetRequest get = SNIPE__GET_REQUEST__INIT;
+	uint8_t id[REQUEST_ID_BYTES];
+	new_request(&req, id);
+	get.urn = (char *)urn;
+	get.min_index = c->index;
+	get.leader_only = c->leader_reads;
+	req.op_case = SNIPE__REQUEST__OP_GET;
+	req.get = &get;
+	Snipe__Reply *r = NULL;
+	rc = read_call(c, &req, out, &r, err, errlen);
+	if (r != NULL)
+		snipe__reply__free_unpacked(r, NULL);
+	if (rc != SNIPE_OK)
+		rcds_list_free(out);
+	return rc;
+}
+
+int rcds_query(rcds_client *c, const char *prefix, const rcds_where *where, size_t nwhere,
+               rcds_list *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	Snipe__AttrFilter *filters = calloc(nwhere ? nwhere : 1, sizeof(*filters));
+	Snipe__AttrFilter **fptrs = calloc(nwhere ? nwhere : 1, sizeof(*fptrs));
+	int rc = filters != NULL && fptrs != NULL ? SNIPE_OK : SNIPE_ENOMEM;
+	for (size_t i = 0; i < nwhere && rc == SNIPE_OK; i++) {
+		snipe__attr_filter__init(&filters[i]);
+		filters[i].attr = (char *)where[i].attr;
+		filters[i].value = (ProtobufCBinaryData){where[i].value_len, (uint8_t *)where[i].value};
+		fptrs[i] = &filters[i];
+	}
+	char *after_urn = strdup(""), *after_attr = strdup("");
+	if (after_urn == NULL || after_attr == NULL)
+		rc = SNIPE_ENOMEM;
+	while (rc == SNIPE_OK) {
+		Snipe__Request req;
+		Snipe__QueryRequest q = SNIPE__QUERY_REQUEST__INIT;
+		uint8_t id[REQUEST_ID_BYTES];
+		new_request(&req, id);
+		q.prefix = (char *)(prefix != NULL ? prefix : "");
+		q.where = fptrs;
+		q.n_where = nwhere;
+		q.after_urn = after_urn;
+		q.after_attr = after_attr;
+		q.min_index = c->index;
+		q.leader_only = c->leader_reads;
+		req.op_case = SNIPE__REQUEST__OP_QUERY;
+		req.query = &q;
+		Snipe__Reply *r = NULL;
+		rc = read_call(c, &req, out, &r, err, errlen);
+		bool more = rc == SNIPE_OK && r->next_urn[0] != '\0';
+		if (more) {
+			free(after_urn);
+			free(after_attr);
+			after_urn = strdup(r->next_urn);
+			after_attr = strdup(r->next_attr);
+			if (after_urn == NULL || after_attr == NULL)
+				rc = SNIPE_ENOMEM;
+		}
+		if (r != NULL)
+			snipe__reply__free_unpacked(r, NULL);
+		if (!more)
+			break;
+	}
+	free(after_urn);
+	free(after_attr);
+	free(filters);
+	free(fptrs);
+	if (rc != SNIPE_OK)
+		rcds_list_free(out);
+	return rc;
+}
+
+/* ------------------------------------------------------------------- status */
+
+static void copy_status(rcds_status *out, const Snipe__Status *st)
+{
+	snprintf(out->endpoint, sizeof(out->endpoint), "%s", st->endpoint);
+	out->id = st->id;
+	out->leader_id = st->leader_id;
+	out->term = st->term;
+	out->applied_index = st->applied_index;
+	out->commit_index = st->commit_index;
+	snprintf(out->leader_address, sizeof(out->leader_address), "%s", st->leader_address);
+	snprintf(out->state, sizeof(out->state), "%s", st->state);
+	size_t max = sizeof(out->members) / sizeof(out->members[0]);
+	out->nmembers = st->n_members < max ? st->n_members : max;
+	for (size_t i = 0; i < out->nmembers; i++) {
+		out->members[i].id = st->members[i]->id;
+		snprintf(out->members[i].address, sizeof(out->members[i].address), "%s",
+		         st->members[i]->address);
+		out->members[i].voter = st->members[i]->voter;
+	}
+}
+
+int rcds_status_get(rcds_client *c, const char *endpoint, rcds_status *out, char *err,
+                    size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	Snipe__Request req;
+	Snipe__StatusRequest sr = SNIPE__STATUS_REQUEST__INIT;
+	uint8_t id[REQUEST_ID_BYTES];
+	new_request(&req, id);
+	req.op_case = SNIPE__REQUEST__OP_STATUS;
+	req.status = &sr;
+	Snipe__Reply *r = NULL;
+	int rc;
+	if (endpoint != NULL) {
+		int sock = open_socket(endpoint);
+		if (sock < 0)
+			return sni_err(err, errlen, SNIPE_EINVAL, "bad endpoint '%s'", endpoint);
+		rc = exchange(sock, c->key, &req, (int)c->timeout_ms, &r);
+		nn_close(sock);
+		if (rc != SNIPE_OK)
+			return sni_err(err, errlen, rc, "%s: %s", endpoint, snipe_strerror(rc));
+	} else {
+		rc = call(c, &req, &r, err, errlen);
+		if (rc != SNIPE_OK)
+			return rc;
+	}
+	rc = r->code == SNIPE_OK && r->status == NULL ? SNIPE_EDECODE : SNIPE_OK;
+	if (rc == SNIPE_OK)
+		rc = reply_result(c, r, err, errlen);
+	if (rc == SNIPE_OK)
+		copy_status(out, r->status);
+	snipe__reply__free_unpacked(r, NULL);
+	return rc;
+}

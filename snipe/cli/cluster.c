@@ -1,0 +1,312 @@
+/*
+ * cluster.c — `snipe cluster up|down|status`: a whole SNIPE cluster on this machine,
+ * on loopback, for trying SNIPE and for demos. It starts catalog replicas as local
+ * processes, records their pids in DIR, and prints the environment to use them.
+ * Not a deployment tool: real nodes run rcdsd under systemd (scripts/systemd).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "rcds.h"
+
+#define MAX_REPLICAS 7
+#define DEFAULT_DIR "/tmp/snipe-cluster"
+
+static void cluster_usage(FILE *to)
+{
+	fprintf(to, "usage: snipe cluster up [--replicas M] [--dir DIR]\n"
+	            "       snipe cluster down [--dir DIR]\n"
+	            "       snipe cluster status [--dir DIR]\n"
+	            "up starts M catalog replicas (default 3) on loopback with a new admin key, "
+	            "waits\nfor a leader, and prints the export lines for SNIPE_CATALOG and "
+	            "SNIPE_KEY.\ndown stops exactly what up started. DIR defaults to " DEFAULT_DIR
+	            ".\n");
+}
+
+/* --------------------------------------------------------------- helpers */
+
+/* A free loopback TCP port: bind to port 0 and read what the kernel chose. */
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int port = -1;
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* The daemon binary next to this `snipe`, else the one on PATH. */
+static void find_binary(const char *name, char *out, size_t len)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		snprintf(out, len, "%s/%s", dirname(self), name);
+		if (access(out, X_OK) == 0)
+			return;
+	}
+	snprintf(out, len, "%s", name);
+}
+
+/* Starts argv detached (own session, output to log), returns its pid or -1. */
+static pid_t spawn_daemon(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	setsid();
+	int in = open("/dev/null", O_RDONLY);
+	int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (in < 0 || out < 0)
+		_exit(127);
+	dup2(in, STDIN_FILENO);
+	dup2(out, STDOUT_FILENO);
+	dup2(out, STDERR_FILENO);
+	execvp(argv[0], argv);
+	dprintf(out, "cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+static int write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	int rc = fputs(text, f) < 0 ? -1 : 0;
+	return fclose(f) != 0 ? -1 : rc;
+}
+
+/* ------------------------------------------------------------------ up */
+
+struct replica {
+	int raft_port, client_port;
+	pid_t pid;
+	char endpoint[64];
+};
+
+static int start_replicas(const char *dir, struct replica *r, int m, const char *admin_pub)
+{
+	char rcdsd[4096], peers[1024] = "";
+	find_binary("rcdsd", rcdsd, sizeof(rcdsd));
+	for (int i = 0; i < m; i++) {
+		r[i].raft_port = free_port();
+		r[i].client_port = free_port();
+		if (r[i].raft_port < 0 || r[i].client_port < 0)
+			return cli_fail(CLI_FAIL, "cluster: no free loopback port");
+		snprintf(r[i].endpoint, sizeof(r[i].endpoint), "tcp://127.0.0.1:%d", r[i].client_port);
+		size_t used = strlen(peers);
+		snprintf(peers + used, sizeof(peers) - used, "%s%d=127.0.0.1:%d", i ? "," : "", i + 1,
+		         r[i].raft_port);
+	}
+	for (int i = 0; i < m; i++) {
+		char id[16], data[4096], raft[64], log[4200];
+		snprintf(id, sizeof(id), "%d", i + 1);
+		snprintf(data, sizeof(data), "%s/replica%d", dir, i + 1);
+		snprintf(raft, sizeof(raft), "127.0.0.1:%d", r[i].raft_port);
+		snprintf(log, sizeof(log), "%s/replica%d.log", dir, i + 1);
+		char *argv[] = {rcdsd, "-d", "--id", id, "--data", data, "--raft", raft, "--listen",
+		                r[i].endpoint, "--peers", peers, "--admin-key", (char *)admin_pub,
+		                NULL};
+		r[i].pid = spawn_daemon(argv, log);
+		if (r[i].pid < 0)
+			return cli_fail(CLI_FAIL, "cluster: cannot start %s: %s", rcdsd, strerror(errno));
+	}
+	return CLI_OK;
+}
+
+/* Waits until every replica agrees on one leader (at most timeout_ms). */
+static int wait_leader(const struct cli *c, struct replica *r, int m, const char *endpoints,
+                       const snipe_key *key, int timeout_ms)
+{
+	rcds_client *client = NULL;
+	char err[256];
+	if (rcds_client_open(endpoints, key, &client, err, sizeof(err)) != SNIPE_OK)
+		return cli_fail(CLI_FAIL, "cluster: %s", err);
+	(void)c;
+	rcds_client_set_timeout(client, 300);
+	int rc = CLI_FAIL;
+	for (int waited = 0; waited < timeout_ms && rc != CLI_OK; waited += 50) {
+		uint64_t leader = 0;
+		int agree = 0;
+		for (int i = 0; i < m; i++) {
+			rcds_status st;
+			if (rcds_status_get(client, r[i].endpoint, &st, err, sizeof(err)) != SNIPE_OK ||
+			    st.leader_id == 0 || (leader != 0 && st.leader_id != leader))
+				break;
+			leader = st.leader_id;
+			agree++;
+		}
+		if (agree == m)
+			rc = CLI_OK;
+		else
+			usleep(50 * 1000);
+	}
+	rcds_client_close(client);
+	return rc;
+}
+
+static int cluster_up(const struct cli *c, const char *dir, int m)
+{
+	char path[4096], pub[4200], text[8192];
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return cli_fail(CLI_FAIL, "cluster: cannot create %s: %s", dir, strerror(errno));
+	snprintf(path, sizeof(path), "%s/pids", dir);
+	if (access(path, F_OK) == 0)
+		return cli_fail(CLI_FAIL, "cluster: %s already runs a cluster ('snipe cluster down "
+		                          "--dir %s' first)", dir, dir);
+	snipe_key *admin = NULL;
+	char err[512];
+	snprintf(path, sizeof(path), "%s/admin.key", dir);
+	snprintf(pub, sizeof(pub), "%s.pub", path);
+	if (snipe_key_generate(&admin) != SNIPE_OK ||
+	    snipe_key_save(admin, path, true, err, sizeof(err)) != SNIPE_OK) {
+		snipe_key_free(admin);
+		return cli_fail(CLI_FAIL, "cluster: %s", err);
+	}
+	struct replica r[MAX_REPLICAS] = {0};
+	int rc = start_replicas(dir, r, m, pub);
+	char endpoints[1024] = "", pids[512] = "";
+	for (int i = 0; i < m; i++) {
+		size_t u = strlen(endpoints), p = strlen(pids);
+		snprintf(endpoints + u, sizeof(endpoints) - u, "%s%s", i ? "," : "", r[i].endpoint);
+		snprintf(pids + p, sizeof(pids) - p, "%d rcdsd replica%d\n", (int)r[i].pid, i + 1);
+	}
+	snprintf(text, sizeof(text), "%s/pids", dir);
+	if (write_text(text, pids) != 0)
+		rc = cli_fail(CLI_FAIL, "cluster: cannot write %s", text);
+	if (rc == CLI_OK && wait_leader(c, r, m, endpoints, admin, 15000) != CLI_OK)
+		rc = cli_fail(CLI_FAIL, "cluster: the catalog elected no leader within 15 s (logs: "
+		                        "%s/replica*.log)", dir);
+	snipe_key_free(admin);
+	if (rc != CLI_OK)
+		return rc;
+	snprintf(text, sizeof(text), "export SNIPE_CATALOG=%s\nexport SNIPE_KEY=%s\n", endpoints,
+	         path);
+	char envpath[4200];
+	snprintf(envpath, sizeof(envpath), "%s/env", dir);
+	write_text(envpath, text);
+	fprintf(stderr, "cluster: %d catalog replicas up in %s (stop with: snipe cluster down "
+	                "--dir %s)\n", m, dir, dir);
+	fputs(text, stdout);
+	return CLI_OK;
+}
+
+/* ----------------------------------------------------------------- down */
+
+static bool alive(pid_t pid)
+{
+	return kill(pid, 0) == 0;
+}
+
+static int cluster_down(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/pids", dir);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return cli_fail(CLI_FAIL, "cluster: no cluster recorded in %s", dir);
+	pid_t pids[64];
+	int n = 0, pid;
+	char line[256];
+	while (n < 64 && fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "%d", &pid) == 1 && pid > 1)
+			pids[n++] = pid;
+	fclose(f);
+	for (int i = 0; i < n; i++)
+		kill(pids[i], SIGTERM);
+	for (int waited = 0; waited < 5000; waited += 50) {
+		int left = 0;
+		for (int i = 0; i < n; i++)
+			left += alive(pids[i]);
+		if (left == 0)
+			break;
+		usleep(50 * 1000);
+	}
+	for (int i = 0; i < n; i++)
+		if (alive(pids[i]))
+			kill(pids[i], SIGKILL);
+	unlink(path);
+	fprintf(stderr, "cluster: stopped %d processes recorded in %s\n", n, dir);
+	return CLI_OK;
+}
+
+/* --------------------------------------------------------------- status */
+
+/* The cluster's own settings from DIR/env fill in what the user did not set. */
+static int cluster_status(struct cli *c, const char *dir)
+{
+	char path[4096], line[2048], catalog[2048] = "", key[2048] = "";
+	snprintf(path, sizeof(path), "%s/env", dir);
+	FILE *f = fopen(path, "r");
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (strncmp(line, "export SNIPE_CATALOG=", 21) == 0)
+			snprintf(catalog, sizeof(catalog), "%s", line + 21);
+		else if (strncmp(line, "export SNIPE_KEY=", 17) == 0)
+			snprintf(key, sizeof(key), "%s", line + 17);
+	}
+	if (f != NULL)
+		fclose(f);
+	if (snipe_client_catalog(c->cfg, c->catalog_flag) == NULL && catalog[0] != '\0')
+		c->catalog_flag = catalog;
+	if (snipe_client_key(c->cfg, c->key_flag) == NULL && key[0] != '\0')
+		c->key_flag = key;
+	char *argv2[] = {"catalog", "status", NULL};
+	optind = 0;
+	return cmd_catalog(c, 2, argv2);
+}
+
+/* --------------------------------------------------------------- command */
+
+int cmd_cluster(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {{"replicas", required_argument, NULL, 'r'},
+	                                     {"dir", required_argument, NULL, 'D'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {0}};
+	if (argc < 2 || argv[1][0] == '-') {
+		bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+		cluster_usage(help ? stdout : stderr);
+		return help ? CLI_OK : CLI_USAGE;
+	}
+	const char *sub = argv[1], *dir = DEFAULT_DIR;
+	uint64_t m = 3;
+	int opt;
+	while ((opt = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
+		if (opt == 'r' && snipe_parse_u64(optarg, 1, MAX_REPLICAS, &m) != SNIPE_OK)
+			return cli_fail(CLI_USAGE, "cluster: --replicas must be 1 to %d", MAX_REPLICAS);
+		if (opt == 'D')
+			dir = optarg;
+		if (opt == 'h') {
+			cluster_usage(stdout);
+			return CLI_OK;
+		}
+		if (opt == '?')
+			return CLI_USAGE;
+	}
+	if (strcmp(sub, "up") == 0)
+		return cluster_up(c, dir, (int)m);
+	if (strcmp(sub, "down") == 0)
+		return cluster_down(dir);
+	if (strcmp(sub, "status") == 0)
+		return cluster_status(c, dir);
+	return cli_fail(CLI_USAGE, "cluster: unknown subcommand '%s' (up, down, status)", sub);
+}
