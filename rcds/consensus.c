@@ -168,6 +168,10 @@ int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
 	raft_set_snapshot_threshold(&c->raft,
 	                            cfg->snapshot_threshold ? cfg->snapshot_threshold : 8192);
 	raft_set_snapshot_trailing(&c->raft, 1024);
+	/* libraft 0.15 can leave a follower's progress in snapshot mode after the follower
+	 * installed the snapshot (it then rejects every heartbeat and never catches up);
+	 * only this timeout gets it out, and its default is 30 s. */
+	raft_set_install_snapshot_timeout(&c->raft, 1000);
 	raft_set_pre_vote(&c->raft, true);
 	if (bootstrap(c, cfg, err, errlen) != SNIPE_OK)
 		goto fail_raft;

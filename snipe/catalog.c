@@ -16,7 +16,10 @@
 #include "sni.h"
 
 #define REQUEST_ID_BYTES 16
-#define ATTEMPT_MIN_MS 500
+/* The first wait for a reply; doubled after each attempt that timed out. A request
+ * swallowed by a replica that just died costs this much, a slow one is retried under
+ * the same id (and so applied once). */
+#define ATTEMPT_FIRST_MS 250
 /* A replica that cannot take a request within this long is down or unreachable: nanomsg
  * queues sends until a connection exists, so this bounds the cost of a dead endpoint. */
 #define CONNECT_WAIT_MS 300
@@ -180,16 +183,17 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 	uint64_t deadline = mono_ms() + c->timeout_ms;
 	int last = SNIPE_EUNAVAIL;
 	size_t not_leader = 0;
+	unsigned timeouts = 0;
 	for (uint64_t now = mono_ms(); now < deadline; now = mono_ms()) {
 		if (c->sock < 0 && (c->sock = open_socket(c->endpoints[c->current])) < 0) {
 			next_endpoint(c);
 			continue;
 		}
-		uint64_t left = deadline - now, slice = c->timeout_ms / c->n;
-		if (slice < ATTEMPT_MIN_MS)
-			slice = ATTEMPT_MIN_MS;
+		uint64_t left = deadline - now, slice = (uint64_t)ATTEMPT_FIRST_MS << timeouts;
 		Snipe__Reply *r = NULL;
 		int rc = exchange(c->sock, c->key, req, (int)(left < slice ? left : slice), &r);
+		if (rc == SNIPE_ETIMEDOUT && timeouts < 4)
+			timeouts++;
 		if (rc == SNIPE_OK && r->code != SNIPE_ENOTLEADER) {
 			*reply = r;
 			return SNIPE_OK;
