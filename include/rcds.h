@@ -109,6 +109,7 @@ typedef struct rcds_status {
 	uint64_t id, leader_id, term, applied_index, commit_index;
 	char leader_address[64];
 	char state[16];
+	char watch_endpoint[256]; /* empty if the replica publishes no changes */
 	rcds_member members[9];
 	size_t nmembers;
 } rcds_status;
@@ -116,6 +117,39 @@ typedef struct rcds_status {
 /* Asks one replica (endpoint, or the first that answers if NULL) for its status. */
 int rcds_status_get(rcds_client *c, const char *endpoint, rcds_status *out, char *err,
                     size_t errlen);
+
+/* ------------------------------------------------------------------- watch */
+
+/*
+ * A stream of the changes applied under a URN prefix, from every replica that
+ * publishes them (so it survives the loss of any one), in log order and without
+ * duplicates. Best effort: a subscriber that falls behind loses events; compare
+ * indexes and re-read with rcds_query when that matters.
+ */
+typedef struct rcds_watch rcds_watch;
+
+typedef struct rcds_event {
+	uint64_t index;   /* the Raft index of the write */
+	uint32_t item;    /* position within the write */
+	char urn[SNIPE_URN_MAX];
+	char attr[65];    /* empty with deleted: every attribute of urn */
+	bool deleted;
+	rcds_assertion assertion; /* puts: checked against its author's signature */
+} rcds_event;
+
+/* Subscribes to prefix (NULL or "": everything) on every replica of c's endpoints that
+ * has a watch endpoint, waiting (within c's timeout) until connected. c is only used
+ * during the call. */
+int rcds_watch_open(rcds_client *c, const char *prefix, rcds_watch **out, char *err,
+                    size_t errlen);
+/* The next event, waiting at most timeout_ms (-1: forever). SNIPE_ETIMEDOUT if none came.
+ * On success clear ev with rcds_event_clear. */
+int rcds_watch_next(rcds_watch *w, int timeout_ms, rcds_event *ev, char *err,
+                    size_t errlen);
+/* A file descriptor that polls readable when an event may be waiting. */
+int rcds_watch_fd(rcds_watch *w);
+void rcds_event_clear(rcds_event *ev);
+void rcds_watch_close(rcds_watch *w);
 
 #ifdef __cplusplus
 }

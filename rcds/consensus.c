@@ -51,14 +51,15 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		c->last.code = SNIPE_EDECODE;
 		c->last.index = index;
 	} else {
+		bool fresh = index > rcds_store_applied(c->store);
 		rc = rcds_store_apply(c->store, index, cmd, &c->last);
+		if (rc == SNIPE_OK && c->on_applied != NULL)
+			c->on_applied(c->arg, index, fresh ? cmd : NULL, &c->last);
 		snipe__command__free_unpacked(cmd, NULL);
 	}
 	if (rc != SNIPE_OK)
 		return RAFT_IOERR;
 	*result = &c->last;
-	if (c->on_applied != NULL)
-		c->on_applied(c->arg, index, &c->last);
 	return 0;
 }
 
@@ -96,7 +97,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	          (unsigned long long)rcds_store_applied(c->store));
 	rcds_result keys = {.code = SNIPE_OK, .keys_changed = true};
 	if (c->on_applied != NULL)
-		c->on_applied(c->arg, rcds_store_applied(c->store), &keys);
+		c->on_applied(c->arg, rcds_store_applied(c->store), NULL, &keys);
 	return 0;
 }
 

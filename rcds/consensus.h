@@ -29,8 +29,11 @@ typedef struct rcds_consensus_config {
 
 typedef struct rcds_consensus rcds_consensus;
 
-/* Called after every applied entry (leader and followers), on the loop thread. */
-typedef void (*rcds_applied_fn)(void *arg, uint64_t index, const rcds_result *res);
+/* Called after every applied entry (leader and followers), on the loop thread. cmd is
+ * the entry's command when it was applied now for the first time, NULL when it was a
+ * replay after restart, undecodable, or a snapshot restore. */
+typedef void (*rcds_applied_fn)(void *arg, uint64_t index, const Snipe__Command *cmd,
+                                const rcds_result *res);
 /* Called once per proposal: res is NULL when the entry was not committed (code says why:
  * SNIPE_ENOTLEADER if leadership was lost, SNIPE_EIO otherwise). */
 typedef void (*rcds_done_fn)(void *arg, int code, const rcds_result *res);

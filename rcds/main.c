@@ -23,13 +23,13 @@
 #define MAX_PEERS 9
 
 static const char *const known_keys[] = {
-	"id", "data", "raft", "listen", "peers", "admin_key", "election_ms", "heartbeat_ms",
+	"id", "data", "raft", "listen", "watch", "peers", "admin_key", "election_ms", "heartbeat_ms",
 	"snapshot_threshold", "skew_ms", "log_level", NULL,
 };
 
 struct settings {
 	uint64_t id;
-	const char *data, *raft, *listen;
+	const char *data, *raft, *listen, *watch;
 	uint8_t admin_pk[SNIPE_PK_BYTES];
 	rcds_peer peers[MAX_PEERS];
 	size_t npeers;
@@ -48,6 +48,7 @@ static void usage(FILE *to)
 	        "  --data DIR         where the database and Raft log live\n"
 	        "  --raft HOST:PORT   this replica's Raft address\n"
 	        "  --listen ENDPOINT  client endpoint, e.g. tcp://127.0.0.1:7400\n"
+	        "  --watch ENDPOINT   publish applied changes here (optional)\n"
 	        "  --peers LIST       the initial members, id=host:port (this one may be "
 	        "omitted)\n"
 	        "  --admin-key HEX    the cluster's trust root (64 hex digits, or a .pub file)\n"
@@ -165,6 +166,7 @@ static int settle(const snipe_config *cfg, struct settings *st)
 	st->data = required(cfg, "data", &bad);
 	st->raft = required(cfg, "raft", &bad);
 	st->listen = required(cfg, "listen", &bad);
+	st->watch = snipe_config_get(cfg, "catalog", "watch");
 	const char *admin = required(cfg, "admin_key", &bad);
 	if (bad)
 		return -1;
@@ -204,16 +206,18 @@ static int load_config(int argc, char **argv, snipe_config **cfg, bool *foregrou
 		{"heartbeat-ms", required_argument, NULL, 8},
 		{"snapshot-threshold", required_argument, NULL, 9},
 		{"skew-ms", required_argument, NULL, 10}, {"log-level", required_argument, NULL, 11},
+		{"watch", required_argument, NULL, 12},
 		{"help", no_argument, NULL, 'h'}, {0},
 	};
 	static const char *const flag_keys[] = {NULL, "id", "data", "raft", "listen", "peers",
 	                                        "admin_key", "election_ms", "heartbeat_ms",
-	                                        "snapshot_threshold", "skew_ms", "log_level"};
+	                                        "snapshot_threshold", "skew_ms", "log_level",
+	                                        "watch"};
 	const char *path = NULL;
-	const char *flags[12] = {0};
+	const char *flags[13] = {0};
 	int opt;
 	while ((opt = getopt_long(argc, argv, "c:dnh", opts, NULL)) != -1) {
-		if (opt >= 1 && opt <= 11)
+		if (opt >= 1 && opt <= 12)
 			flags[opt] = optarg;
 		else if (opt == 'c')
 			path = optarg;
@@ -236,7 +240,7 @@ static int load_config(int argc, char **argv, snipe_config **cfg, bool *foregrou
 	                      : snipe_config_new(cfg);
 	if (rc != SNIPE_OK)
 		return fail("%s", path != NULL ? err : snipe_strerror(rc));
-	for (int i = 1; i <= 11; i++)
+	for (int i = 1; i <= 12; i++)
 		if (flags[i] != NULL && snipe_config_set(*cfg, "catalog", flag_keys[i], flags[i]) != SNIPE_OK)
 			return fail("out of memory");
 	return 0;
@@ -301,7 +305,8 @@ static int run(struct settings *st, bool foreground)
 	snprintf(path, sizeof(path), "%s/catalog.db", st->data);
 	if (rcds_store_open(path, st->admin_pk, &r.store, err, sizeof(err)) != SNIPE_OK)
 		return fail("%s", err);
-	rcds_server_config scfg = {.listen = st->listen, .admin_pk = st->admin_pk,
+	rcds_server_config scfg = {.listen = st->listen, .watch = st->watch,
+	                           .admin_pk = st->admin_pk,
 	                           .skew_ms = (uint32_t)st->skew_ms};
 	if (rcds_server_start(&r.loop, &scfg, r.store, &r.server, err, sizeof(err)) != SNIPE_OK)
 		return fail("%s", err);

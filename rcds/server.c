@@ -5,6 +5,7 @@
  * (store.c) or how it is replicated (consensus.c).
  */
 #include <nanomsg/nn.h>
+#include <nanomsg/pubsub.h>
 #include <nanomsg/reqrep.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,8 @@ struct call {
 struct rcds_server {
 	uv_loop_t *loop;
 	int sock;
+	int pub; /* watch socket, or -1 */
+	char *watch;
 	uv_poll_t poll;
 	uv_timer_t timer; /* expires parked reads */
 	char *listen;
@@ -331,15 +334,72 @@ static void park_timer_cb(uv_timer_t *t)
 	wake_parked(t->data, true);
 }
 
+/* ------------------------------------------------------------------- watch */
+
+/* One message: urn, a zero byte, the serialised event (see WatchEvent). */
+static void publish(rcds_server *s, Snipe__WatchEvent *ev)
+{
+	size_t ulen = strlen(ev->urn), len = snipe__watch_event__get_packed_size(ev);
+	uint8_t *msg = malloc(ulen + 1 + len);
+	if (msg == NULL)
+		return;
+	memcpy(msg, ev->urn, ulen + 1);
+	snipe__watch_event__pack(ev, msg + ulen + 1);
+	if (nn_send(s->pub, msg, ulen + 1 + len, NN_DONTWAIT) < 0)
+		snipe_log(SNIPE_LOG_DEBUG, "watch", "event dropped index=%llu error=%s",
+		          (unsigned long long)ev->index, nn_strerror(nn_errno()));
+	free(msg);
+}
+
+/* Publishes what a successfully applied write changed: each put, then each delete. */
+static void publish_write(rcds_server *s, uint64_t index, const Snipe__WriteRequest *w)
+{
+	uint32_t item = 0;
+	for (size_t i = 0; i < w->n_puts; i++, item++) {
+		Snipe__Assertion a = *w->puts[i]->assertion;
+		Snipe__AssertionContent *ct = snipe__assertion_content__unpack(NULL, a.content.len,
+		                                                               a.content.data);
+		if (ct == NULL)
+			continue;
+		Snipe__WatchEvent ev = SNIPE__WATCH_EVENT__INIT;
+		a.version = index;
+		ev.index = index;
+		ev.item = item;
+		ev.urn = ct->urn;
+		ev.attr = ct->attr;
+		ev.assertion = &a;
+		publish(s, &ev);
+		snipe__assertion_content__free_unpacked(ct, NULL);
+	}
+	for (size_t i = 0; i < w->n_deletes; i++, item++) {
+		Snipe__WatchEvent ev = SNIPE__WATCH_EVENT__INIT;
+		snipe_urn u;
+		char urn[SNIPE_URN_MAX];
+		/* The store keeps URNs in canonical form: announce them the same way. */
+		if (snipe_urn_parse(w->deletes[i]->urn, &u, NULL, 0) != SNIPE_OK ||
+		    snipe_urn_format(&u, urn, sizeof(urn)) != SNIPE_OK)
+			continue;
+		ev.index = index;
+		ev.item = item;
+		ev.urn = urn;
+		ev.attr = w->deletes[i]->attr;
+		ev.deleted = true;
+		publish(s, &ev);
+	}
+}
+
 static void add_key(void *keyring, const uint8_t *pk)
 {
 	snipe_keyring_add(keyring, pk);
 }
 
-void rcds_server_applied(void *server, uint64_t index, const rcds_result *res)
+void rcds_server_applied(void *server, uint64_t index, const Snipe__Command *cmd,
+                         const rcds_result *res)
 {
 	rcds_server *s = server;
-	(void)index;
+	if (cmd != NULL && cmd->write != NULL && res->code == SNIPE_OK && res->index == index &&
+	    s->pub >= 0)
+		publish_write(s, index, cmd->write);
 	if (res->keys_changed && res->code == SNIPE_OK) {
 		snipe_keyring_clear(s->keys);
 		snipe_keyring_add(s->keys, s->admin_pk);
@@ -379,6 +439,7 @@ static void do_status(rcds_server *s, void *control, const Snipe__Request *req)
 	if (s->consensus != NULL)
 		rcds_consensus_status(s->consensus, &st);
 	st.endpoint = s->listen;
+	st.watch_endpoint = s->watch != NULL ? s->watch : "";
 	r.status = &st;
 	send_reply(s, control, &r);
 	rcds_consensus_status_clear(&st);
@@ -456,6 +517,7 @@ int rcds_server_start(uv_loop_t *loop, const rcds_server_config *cfg, rcds_store
 	s->loop = loop;
 	s->store = store;
 	s->sock = -1;
+	s->pub = -1;
 	s->read_wait_ms = cfg->read_wait_ms ? cfg->read_wait_ms : 2000;
 	memcpy(s->admin_pk, cfg->admin_pk, SNIPE_PK_BYTES);
 	int rc = SNIPE_ENOMEM;
@@ -465,7 +527,7 @@ int rcds_server_start(uv_loop_t *loop, const rcds_server_config *cfg, rcds_store
 	                       SNIPE_REPLAY_DEFAULT_CAP, &s->verifier) != SNIPE_OK)
 		goto fail;
 	rcds_result reload = {.code = SNIPE_OK, .keys_changed = true};
-	rcds_server_applied(s, 0, &reload);
+	rcds_server_applied(s, 0, NULL, &reload);
 
 	s->sock = nn_socket(AF_SP_RAW, NN_REP);
 	int fd = -1;
@@ -475,6 +537,15 @@ int rcds_server_start(uv_loop_t *loop, const rcds_server_config *cfg, rcds_store
 		rc = sni_err(err, errlen, SNIPE_ECONFIG, "cannot listen on %s: %s", cfg->listen,
 		             nn_strerror(nn_errno()));
 		goto fail;
+	}
+	if (cfg->watch != NULL && cfg->watch[0] != '\0') {
+		s->watch = strdup(cfg->watch);
+		s->pub = nn_socket(AF_SP, NN_PUB);
+		if (s->watch == NULL || s->pub < 0 || nn_bind(s->pub, cfg->watch) < 0) {
+			rc = sni_err(err, errlen, SNIPE_ECONFIG, "cannot publish on %s: %s", cfg->watch,
+			             nn_strerror(nn_errno()));
+			goto fail;
+		}
 	}
 	uv_poll_init(loop, &s->poll, fd);
 	uv_timer_init(loop, &s->timer);
@@ -487,6 +558,9 @@ int rcds_server_start(uv_loop_t *loop, const rcds_server_config *cfg, rcds_store
 fail:
 	if (s->sock >= 0)
 		nn_close(s->sock);
+	if (s->pub >= 0)
+		nn_close(s->pub);
+	free(s->watch);
 	snipe_verifier_free(s->verifier);
 	snipe_keyring_free(s->keys);
 	free(s->listen);
@@ -505,6 +579,9 @@ static void handle_closed(uv_handle_t *h)
 	if (--s->open_handles > 0)
 		return;
 	nn_close(s->sock);
+	if (s->pub >= 0)
+		nn_close(s->pub);
+	free(s->watch);
 	snipe_verifier_free(s->verifier);
 	snipe_keyring_free(s->keys);
 	free(s->listen);

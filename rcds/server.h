@@ -14,6 +14,7 @@
 
 typedef struct rcds_server_config {
 	const char *listen;       /* nanomsg endpoint, e.g. tcp://127.0.0.1:7400 */
+	const char *watch;        /* PUB endpoint for applied changes, or NULL for none */
 	const uint8_t *admin_pk;  /* the trust root, SNIPE_PK_BYTES */
 	uint32_t skew_ms;         /* envelope clock window; default 30000 */
 	uint32_t read_wait_ms;    /* longest wait for min_index; default 2000 */
@@ -27,8 +28,10 @@ int rcds_server_start(uv_loop_t *loop, const rcds_server_config *cfg, rcds_store
 /* Gives the server the consensus it proposes writes to (created after the server,
  * since the consensus reports applied entries to rcds_server_applied). */
 void rcds_server_attach(rcds_server *s, rcds_consensus *c);
-/* The consensus's applied hook: wakes reads waiting for this index, reloads keys. */
-void rcds_server_applied(void *server, uint64_t index, const rcds_result *res);
+/* The consensus's applied hook: publishes the change on the watch socket, wakes reads
+ * waiting for this index, reloads keys. */
+void rcds_server_applied(void *server, uint64_t index, const Snipe__Command *cmd,
+                         const rcds_result *res);
 /* Closes the socket; parked reads are answered ETIMEDOUT. Frees s. The consensus must
  * already be closed (its pending writes hold pointers into the server). */
 void rcds_server_close(rcds_server *s);

@@ -25,6 +25,7 @@
 #define CONNECT_WAIT_MS 300
 
 struct rcds_client {
+	char *list; /* as given */
 	char **endpoints;
 	size_t n, current;
 	const snipe_key *key;
@@ -69,7 +70,8 @@ int rcds_client_open(const char *endpoints, const snipe_key *key, rcds_client **
 	c->key = key;
 	c->timeout_ms = 5000;
 	c->sock = -1;
-	int rc = split_endpoints(c, endpoints);
+	c->list = strdup(endpoints);
+	int rc = c->list != NULL ? split_endpoints(c, endpoints) : SNIPE_ENOMEM;
 	if (rc == SNIPE_OK && c->n == 0)
 		rc = sni_err(err, errlen, SNIPE_EINVAL, "no catalog endpoints in '%s'", endpoints);
 	if (rc != SNIPE_OK) {
@@ -91,7 +93,13 @@ void rcds_client_close(rcds_client *c)
 	for (size_t i = 0; i < c->n; i++)
 		free(c->endpoints[i]);
 	free(c->endpoints);
+	free(c->list);
 	free(c);
+}
+
+const char *sni_client_endpoints(const rcds_client *c)
+{
+	return c->list;
 }
 
 void rcds_client_set_timeout(rcds_client *c, uint32_t ms)
@@ -450,6 +458,32 @@ void rcds_list_free(rcds_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+int sni_assertion_read(const Snipe__Assertion *a, rcds_assertion *out, char *err,
+                       size_t errlen)
+{
+	Snipe__AssertionContent *ct = NULL;
+	int rc = sni_assertion_check(a->content.data, a->content.len, a->author.data,
+	                             a->author.len, a->signature.data, a->signature.len, true,
+	                             &ct, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->urn, sizeof(out->urn), "%s", ct->urn);
+	snprintf(out->attr, sizeof(out->attr), "%s", ct->attr);
+	out->value = malloc(ct->value.len + 1);
+	if (out->value != NULL) {
+		if (ct->value.len > 0)
+			memcpy(out->value, ct->value.data, ct->value.len);
+		out->value[ct->value.len] = '\0';
+		out->value_len = ct->value.len;
+		out->expires_ms = ct->expires_ms;
+		out->version = a->version;
+		memcpy(out->author, a->author.data, SNIPE_PK_BYTES);
+	}
+	snipe__assertion_content__free_unpacked(ct, NULL);
+	return out->value != NULL ? SNIPE_OK : SNIPE_ENOMEM;
+}
+
 /* Verifies each assertion of a reply and appends it to l. */
 static int append_verified(rcds_list *l, const Snipe__Reply *r, char *err, size_t errlen)
 {
@@ -460,31 +494,10 @@ static int append_verified(rcds_list *l, const Snipe__Reply *r, char *err, size_
 		return SNIPE_ENOMEM;
 	l->items = items;
 	for (size_t i = 0; i < r->n_assertions; i++) {
-		const Snipe__Assertion *a = r->assertions[i];
-		Snipe__AssertionContent *ct = NULL;
-		int rc = sni_assertion_check(a->content.data, a->content.len, a->author.data,
-		                             a->author.len, a->signature.data, a->signature.len,
-		                             true, &ct, err, errlen);
+		int rc = sni_assertion_read(r->assertions[i], &l->items[l->count], err, errlen);
 		if (rc != SNIPE_OK)
 			return rc;
-		rcds_assertion *out = &l->items[l->count];
-		memset(out, 0, sizeof(*out));
-		snprintf(out->urn, sizeof(out->urn), "%s", ct->urn);
-		snprintf(out->attr, sizeof(out->attr), "%s", ct->attr);
-		out->value = malloc(ct->value.len + 1);
-		if (out->value == NULL) {
-			snipe__assertion_content__free_unpacked(ct, NULL);
-			return SNIPE_ENOMEM;
-		}
-		if (ct->value.len > 0)
-			memcpy(out->value, ct->value.data, ct->value.len);
-		out->value[ct->value.len] = '\0';
-		out->value_len = ct->value.len;
-		out->expires_ms = ct->expires_ms;
-		out->version = a->version;
-		memcpy(out->author, a->author.data, SNIPE_PK_BYTES);
 		l->count++;
-		snipe__assertion_content__free_unpacked(ct, NULL);
 	}
 	return SNIPE_OK;
 }
@@ -596,6 +609,7 @@ static void copy_status(rcds_status *out, const Snipe__Status *st)
 	out->commit_index = st->commit_index;
 	snprintf(out->leader_address, sizeof(out->leader_address), "%s", st->leader_address);
 	snprintf(out->state, sizeof(out->state), "%s", st->state);
+	snprintf(out->watch_endpoint, sizeof(out->watch_endpoint), "%s", st->watch_endpoint);
 	size_t max = sizeof(out->members) / sizeof(out->members[0]);
 	out->nmembers = st->n_members < max ? st->n_members : max;
 	for (size_t i = 0; i < out->nmembers; i++) {

@@ -289,6 +289,87 @@ int cmd_assert(struct cli *c, int argc, char **argv)
 	return rc;
 }
 
+/* ------------------------------------------------------------------- watch */
+
+static void print_event(const rcds_event *ev, bool json)
+{
+	char *v = ev->deleted ? NULL : show_value(&ev->assertion);
+	if (json) {
+		json_t *o = json_pack("{s:I, s:s, s:s, s:b}", "index", (json_int_t)ev->index, "urn",
+		                      ev->urn, "attr", ev->attr, "deleted", ev->deleted);
+		if (v != NULL)
+			json_object_set_new(o, "value", json_string(v));
+		json_dumpf(o, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		json_decref(o);
+	} else if (ev->deleted) {
+		printf("%llu delete %s %s\n", (unsigned long long)ev->index, ev->urn,
+		       ev->attr[0] ? ev->attr : "*");
+	} else {
+		printf("%llu put %s %s=%s\n", (unsigned long long)ev->index, ev->urn, ev->attr,
+		       v != NULL ? v : "?");
+	}
+	fflush(stdout);
+	free(v);
+}
+
+int cmd_watch(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {{"count", required_argument, NULL, 'n'},
+	                                     {"timeout", required_argument, NULL, 't'},
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {0}};
+	static const char usage[] =
+		"usage: snipe watch [PREFIX] [--count N] [--timeout MS] [--json]\n"
+		"Prints each change applied under PREFIX as it happens: INDEX put URN ATTR=VALUE,\n"
+		"or INDEX delete URN ATTR. Stops after N changes, or after MS without one (exit 1).\n";
+	uint64_t count = 0, timeout = 0;
+	bool json = false;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if ((opt == 'n' && snipe_parse_u64(optarg, 1, UINT32_MAX, &count) != SNIPE_OK) ||
+		    (opt == 't' && snipe_parse_u64(optarg, 1, INT32_MAX, &timeout) != SNIPE_OK))
+			return cli_fail(CLI_USAGE, "watch: '%s' is not a valid number", optarg);
+		if (opt == 'j')
+			json = true;
+		if (opt == 'h') {
+			printf("%s", usage);
+			return CLI_OK;
+		}
+		if (opt == '?') {
+			fprintf(stderr, "%s", usage);
+			return CLI_USAGE;
+		}
+	}
+	if (argc - optind > 1)
+		return cli_fail(CLI_USAGE, "watch: at most one PREFIX");
+	const char *prefix = optind < argc ? argv[optind] : "";
+	snipe_key *key = NULL;
+	rcds_client *client = NULL;
+	int rc = cli_open_catalog(c, &key, &client);
+	if (rc != CLI_OK)
+		return rc;
+	rcds_watch *w = NULL;
+	char err[512];
+	if (rcds_watch_open(client, prefix, &w, err, sizeof(err)) != SNIPE_OK)
+		rc = cli_fail(CLI_FAIL, "%s", err);
+	for (uint64_t seen = 0; rc == CLI_OK && (count == 0 || seen < count); seen++) {
+		rcds_event ev;
+		int e = rcds_watch_next(w, timeout ? (int)timeout : -1, &ev, err, sizeof(err));
+		if (e != SNIPE_OK) {
+			rc = cli_fail(CLI_FAIL, "%s", err);
+			break;
+		}
+		print_event(&ev, json);
+		rcds_event_clear(&ev);
+	}
+	rcds_watch_close(w);
+	rcds_client_close(client);
+	snipe_key_free(key);
+	return rc;
+}
+
 /* ------------------------------------------------------------------ status */
 
 static int catalog_status(struct cli *c, bool json)

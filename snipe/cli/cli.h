@@ -33,6 +33,7 @@ int cmd_query(struct cli *c, int argc, char **argv);
 int cmd_assert(struct cli *c, int argc, char **argv);
 int cmd_catalog(struct cli *c, int argc, char **argv);
 int cmd_cluster(struct cli *c, int argc, char **argv);
+int cmd_watch(struct cli *c, int argc, char **argv);
 int cmd_envelope(struct cli *c, int argc, char **argv);
 
 #endif

@@ -97,9 +97,9 @@ static int write_text(const char *path, const char *text)
 /* ------------------------------------------------------------------ up */
 
 struct replica {
-	int raft_port, client_port;
+	int raft_port, client_port, watch_port;
 	pid_t pid;
-	char endpoint[64];
+	char endpoint[64], watch[64];
 };
 
 static int start_replicas(const char *dir, struct replica *r, int m, const char *admin_pub)
@@ -109,9 +109,11 @@ static int start_replicas(const char *dir, struct replica *r, int m, const char 
 	for (int i = 0; i < m; i++) {
 		r[i].raft_port = free_port();
 		r[i].client_port = free_port();
-		if (r[i].raft_port < 0 || r[i].client_port < 0)
+		r[i].watch_port = free_port();
+		if (r[i].raft_port < 0 || r[i].client_port < 0 || r[i].watch_port < 0)
 			return cli_fail(CLI_FAIL, "cluster: no free loopback port");
 		snprintf(r[i].endpoint, sizeof(r[i].endpoint), "tcp://127.0.0.1:%d", r[i].client_port);
+		snprintf(r[i].watch, sizeof(r[i].watch), "tcp://127.0.0.1:%d", r[i].watch_port);
 		size_t used = strlen(peers);
 		snprintf(peers + used, sizeof(peers) - used, "%s%d=127.0.0.1:%d", i ? "," : "", i + 1,
 		         r[i].raft_port);
@@ -123,7 +125,7 @@ static int start_replicas(const char *dir, struct replica *r, int m, const char 
 		snprintf(raft, sizeof(raft), "127.0.0.1:%d", r[i].raft_port);
 		snprintf(log, sizeof(log), "%s/replica%d.log", dir, i + 1);
 		char *argv[] = {rcdsd, "-d", "--id", id, "--data", data, "--raft", raft, "--listen",
-		                r[i].endpoint, "--peers", peers, "--admin-key", (char *)admin_pub,
+		                r[i].endpoint, "--watch", r[i].watch, "--peers", peers, "--admin-key", (char *)admin_pub,
 		                NULL};
 		r[i].pid = spawn_daemon(argv, log);
 		if (r[i].pid < 0)

@@ -38,6 +38,7 @@ struct replica {
 	bool terminating;       /* we sent SIGTERM */
 	char raft[32];          /* 127.0.0.1:port */
 	char endpoint[64];      /* tcp://127.0.0.1:port */
+	char watch[64];         /* tcp://127.0.0.1:port, its change stream */
 	char *data;             /* DIR/rN */
 	char *log;              /* DIR/rN.log */
 	char **argv;            /* the command line, NULL-terminated */
@@ -161,8 +162,8 @@ static void registry_remove(tc_cluster *c)
  * kernel hands out each port in turn, so parallel test runs do not meet in practice. */
 static void pick_ports(int *ports, int n)
 {
-	int fds[2 * TC_MAX_REPLICAS];
-	ck_assert(n <= 2 * TC_MAX_REPLICAS);
+	int fds[3 * TC_MAX_REPLICAS];
+	ck_assert(n <= 3 * TC_MAX_REPLICAS);
 	for (int k = 0; k < n; k++) {
 		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
 		socklen_t alen = sizeof(a);
@@ -264,7 +265,7 @@ static void build_argv(tc_cluster *c, int i, const char *peers, const char *cons
 	const char *level = getenv("SNIPE_TEST_LOG_LEVEL");
 	const char *fixed[] = {
 		c->rcdsd, "-d", "--id", id, "--data", r->data, "--raft", r->raft,
-		"--listen", r->endpoint, "--peers", peers, "--admin-key", pub,
+		"--listen", r->endpoint, "--watch", r->watch, "--peers", peers, "--admin-key", pub,
 		"--election-ms", ELECTION_MS, "--heartbeat-ms", HEARTBEAT_MS,
 		level != NULL && *level != '\0' ? "--log-level" : NULL, level,
 	};
@@ -297,16 +298,17 @@ tc_cluster *tc_cluster_launch(const char *rcdsd, int replicas, const char *const
 	ck_assert_msg(snipe_key_save(c->admin, c->admin_path, false, err, sizeof(err)) == SNIPE_OK,
 	              "save admin key: %s", err);
 
-	int ports[2 * TC_MAX_REPLICAS];
-	pick_ports(ports, 2 * replicas);
+	int ports[3 * TC_MAX_REPLICAS];
+	pick_ports(ports, 3 * replicas);
 	size_t cap = (size_t)replicas * 64;
 	char *peers = calloc(1, cap);
 	c->endpoints = calloc(1, cap);
 	ck_assert_msg(peers != NULL && c->endpoints != NULL, "out of memory");
 	for (int i = 0; i < replicas; i++) {
 		struct replica *r = &c->r[i];
-		snprintf(r->raft, sizeof(r->raft), "127.0.0.1:%d", ports[2 * i]);
-		snprintf(r->endpoint, sizeof(r->endpoint), "tcp://127.0.0.1:%d", ports[2 * i + 1]);
+		snprintf(r->raft, sizeof(r->raft), "127.0.0.1:%d", ports[3 * i]);
+		snprintf(r->endpoint, sizeof(r->endpoint), "tcp://127.0.0.1:%d", ports[3 * i + 1]);
+		snprintf(r->watch, sizeof(r->watch), "tcp://127.0.0.1:%d", ports[3 * i + 2]);
 		char name[16];
 		snprintf(name, sizeof(name), "r%d", i + 1);
 		r->data = tu_path(c->dir, name);
