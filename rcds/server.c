@@ -17,6 +17,8 @@
 #define QUERY_LIMIT_DEFAULT 1000
 #define QUERY_LIMIT_MAX 10000
 #define RECV_BURST 64 /* messages handled per wakeup, so timers and Raft get their turn */
+#define SESSION_CAP 4096
+#define SESSION_TTL_MS (10u * 60u * 1000u)
 
 /* A request that is answered later: a write waiting for commit or a read waiting
  * for min_index. */
@@ -43,6 +45,7 @@ struct rcds_server {
 	rcds_consensus *consensus;
 	snipe_keyring *keys;
 	snipe_verifier *verifier;
+	snipe_session_table *sessions;
 	struct call *parked;
 	int open_handles; /* closed asynchronously before s is freed */
 };
@@ -447,15 +450,47 @@ static void do_status(rcds_server *s, void *control, const Snipe__Request *req)
 
 /* ---------------------------------------------------------------- requests */
 
+/* Answers a signed SESSION_OPEN: the session id and this side's X25519 key. */
+static void do_session_open(rcds_server *s, void *control, const snipe_env_msg *m)
+{
+	Snipe__Reply r = SNIPE__REPLY__INIT;
+	Snipe__SessionOpened opened = SNIPE__SESSION_OPENED__INIT;
+	uint8_t id[SNIPE_SESSION_ID_BYTES], kx[SNIPE_KX_BYTES];
+	char err[128];
+	int rc = snipe_session_accept(s->sessions, m, id, kx, err, sizeof(err));
+	if (rc != SNIPE_OK) {
+		reply_code(s, control, NULL, rc, err, 0);
+		return;
+	}
+	opened.session_id = (ProtobufCBinaryData){sizeof(id), id};
+	opened.kx_public = (ProtobufCBinaryData){sizeof(kx), kx};
+	opened.ttl_ms = SESSION_TTL_MS;
+	r.session = &opened;
+	send_reply(s, control, &r);
+}
+
 static void handle(rcds_server *s, const uint8_t *buf, size_t len, void *control)
 {
 	snipe_env_msg m = {0};
 	char err[256];
-	int rc = snipe_env_open(s->verifier, buf, len, SNIPE_MSG_CATALOG_REQUEST, &m, err,
-	                        sizeof(err));
+	bool session = snipe_env_is_session(buf, len);
+	int rc = session ? snipe_session_open(s->sessions, buf, len, SNIPE_MSG_CATALOG_REQUEST, &m,
+	                                      err, sizeof(err))
+	                 : snipe_env_open(s->verifier, buf, len, SNIPE_MSG_ANY, &m, err, sizeof(err));
+	if (rc == SNIPE_OK && !session && m.type == SNIPE_MSG_SESSION_OPEN) {
+		do_session_open(s, control, &m);
+		snipe_env_msg_clear(&m);
+		return;
+	}
+	if (rc == SNIPE_OK && m.type != SNIPE_MSG_CATALOG_REQUEST) {
+		rc = SNIPE_EWRONGTYPE;
+		snprintf(err, sizeof(err), "envelope type %u is not a catalog request", m.type);
+		snipe_env_msg_clear(&m);
+	}
 	if (rc != SNIPE_OK) {
-		snipe_log(SNIPE_LOG_WARN, "server", "request rejected code=%s reason=\"%s\"",
-		          snipe_errname(rc), err);
+		/* An unknown session is routine (restart, eviction): the client reopens it. */
+		snipe_log(rc == SNIPE_ESESSION ? SNIPE_LOG_DEBUG : SNIPE_LOG_WARN, "server",
+		          "request rejected code=%s reason=\"%s\"", snipe_errname(rc), err);
 		reply_code(s, control, NULL, rc, err, 0);
 		return;
 	}
@@ -524,7 +559,10 @@ int rcds_server_start(uv_loop_t *loop, const rcds_server_config *cfg, rcds_store
 	s->listen = strdup(cfg->listen);
 	if (s->listen == NULL || snipe_keyring_new(&s->keys) != SNIPE_OK ||
 	    snipe_verifier_new(s->keys, cfg->skew_ms ? cfg->skew_ms : SNIPE_SKEW_DEFAULT_MS,
-	                       SNIPE_REPLAY_DEFAULT_CAP, &s->verifier) != SNIPE_OK)
+	                       SNIPE_REPLAY_DEFAULT_CAP, &s->verifier) != SNIPE_OK ||
+	    snipe_session_table_new(s->keys, SESSION_CAP, SESSION_TTL_MS,
+	                            cfg->skew_ms ? cfg->skew_ms : SNIPE_SKEW_DEFAULT_MS,
+	                            &s->sessions) != SNIPE_OK)
 		goto fail;
 	rcds_result reload = {.code = SNIPE_OK, .keys_changed = true};
 	rcds_server_applied(s, 0, NULL, &reload);
@@ -562,6 +600,7 @@ fail:
 		nn_close(s->pub);
 	free(s->watch);
 	snipe_verifier_free(s->verifier);
+	snipe_session_table_free(s->sessions);
 	snipe_keyring_free(s->keys);
 	free(s->listen);
 	free(s);
@@ -583,6 +622,7 @@ static void handle_closed(uv_handle_t *h)
 		nn_close(s->pub);
 	free(s->watch);
 	snipe_verifier_free(s->verifier);
+	snipe_session_table_free(s->sessions);
 	snipe_keyring_free(s->keys);
 	free(s->listen);
 	free(s);

@@ -27,6 +27,7 @@
 struct rcds_client {
 	char *list; /* as given */
 	char **endpoints;
+	snipe_session **sessions; /* one per endpoint, opened on first use */
 	size_t n, current;
 	const snipe_key *key;
 	uint32_t timeout_ms;
@@ -74,6 +75,8 @@ int rcds_client_open(const char *endpoints, const snipe_key *key, rcds_client **
 	int rc = c->list != NULL ? split_endpoints(c, endpoints) : SNIPE_ENOMEM;
 	if (rc == SNIPE_OK && c->n == 0)
 		rc = sni_err(err, errlen, SNIPE_EINVAL, "no catalog endpoints in '%s'", endpoints);
+	if (rc == SNIPE_OK && (c->sessions = calloc(c->n, sizeof(*c->sessions))) == NULL)
+		rc = SNIPE_ENOMEM;
 	if (rc != SNIPE_OK) {
 		rcds_client_close(c);
 		return rc;
@@ -90,8 +93,12 @@ void rcds_client_close(rcds_client *c)
 		return;
 	if (c->sock >= 0)
 		nn_close(c->sock);
-	for (size_t i = 0; i < c->n; i++)
+	for (size_t i = 0; i < c->n; i++) {
 		free(c->endpoints[i]);
+		if (c->sessions != NULL)
+			snipe_session_free(c->sessions[i]);
+	}
+	free(c->sessions);
 	free(c->endpoints);
 	free(c->list);
 	free(c);
@@ -143,8 +150,27 @@ static int open_socket(const char *endpoint)
 }
 
 /* One request to one endpoint: seal, send, wait up to wait_ms. *reply on success. */
-static int exchange(int sock, const snipe_key *key, const Snipe__Request *req, int wait_ms,
-                    Snipe__Reply **reply)
+/* Sends one envelope and waits up to wait_ms for the reply. */
+static int roundtrip(int sock, const uint8_t *env, size_t env_len, int wait_ms,
+                     Snipe__Reply **reply)
+{
+	int send_ms = wait_ms < CONNECT_WAIT_MS ? wait_ms : CONNECT_WAIT_MS;
+	nn_setsockopt(sock, NN_SOL_SOCKET, NN_SNDTIMEO, &send_ms, sizeof(send_ms));
+	nn_setsockopt(sock, NN_SOL_SOCKET, NN_RCVTIMEO, &wait_ms, sizeof(wait_ms));
+	if (nn_send(sock, env, env_len, 0) < 0)
+		return SNIPE_EUNAVAIL;
+	void *msg = NULL;
+	int n = nn_recv(sock, &msg, NN_MSG, 0);
+	if (n < 0)
+		return nn_errno() == ETIMEDOUT ? SNIPE_ETIMEDOUT : SNIPE_EUNAVAIL;
+	*reply = snipe__reply__unpack(NULL, (size_t)n, msg);
+	nn_freemsg(msg);
+	return *reply != NULL ? SNIPE_OK : SNIPE_EDECODE;
+}
+
+/* One request in a signed envelope (no session): status probes of single endpoints. */
+static int exchange_signed(int sock, const snipe_key *key, const Snipe__Request *req,
+                           int wait_ms, Snipe__Reply **reply)
 {
 	size_t len = snipe__request__get_packed_size(req);
 	uint8_t *body = malloc(len ? len : 1), *env = NULL;
@@ -154,22 +180,87 @@ static int exchange(int sock, const snipe_key *key, const Snipe__Request *req, i
 	snipe__request__pack(req, body);
 	int rc = snipe_env_seal(key, SNIPE_MSG_CATALOG_REQUEST, body, len, &env, &env_len);
 	free(body);
-	if (rc != SNIPE_OK)
-		return rc;
-	int send_ms = wait_ms < CONNECT_WAIT_MS ? wait_ms : CONNECT_WAIT_MS;
-	nn_setsockopt(sock, NN_SOL_SOCKET, NN_SNDTIMEO, &send_ms, sizeof(send_ms));
-	nn_setsockopt(sock, NN_SOL_SOCKET, NN_RCVTIMEO, &wait_ms, sizeof(wait_ms));
-	int sent = nn_send(sock, env, env_len, 0);
+	if (rc == SNIPE_OK)
+		rc = roundtrip(sock, env, env_len, wait_ms, reply);
 	free(env);
-	if (sent < 0)
-		return SNIPE_EUNAVAIL;
-	void *msg = NULL;
-	int n = nn_recv(sock, &msg, NN_MSG, 0);
-	if (n < 0)
-		return nn_errno() == ETIMEDOUT ? SNIPE_ETIMEDOUT : SNIPE_EUNAVAIL;
-	*reply = snipe__reply__unpack(NULL, (size_t)n, msg);
-	nn_freemsg(msg);
-	return *reply != NULL ? SNIPE_OK : SNIPE_EDECODE;
+	return rc;
+}
+
+/* Opens a session with the current endpoint: one signed exchange. If the replica
+ * refuses (unknown key, clock skew...), *refusal is its reply, to be handled like the
+ * answer to the request itself. */
+static int open_session(rcds_client *c, int wait_ms, Snipe__Reply **refusal)
+{
+	snipe_session *s = NULL;
+	uint8_t *env = NULL;
+	size_t env_len = 0;
+	Snipe__Reply *r = NULL;
+	int rc = snipe_session_begin(c->key, &s, &env, &env_len);
+	if (rc == SNIPE_OK)
+		rc = roundtrip(c->sock, env, env_len, wait_ms, &r);
+	free(env);
+	if (rc == SNIPE_OK && r->code != SNIPE_OK) {
+		snipe_session_free(s);
+		*refusal = r;
+		return SNIPE_OK;
+	}
+	if (rc == SNIPE_OK)
+		rc = r->session == NULL
+		             ? SNIPE_EDECODE
+		             : snipe_session_complete(s, r->session->session_id.data,
+		                                      r->session->session_id.len,
+		                                      r->session->kx_public.data,
+		                                      r->session->kx_public.len);
+	if (r != NULL)
+		snipe__reply__free_unpacked(r, NULL);
+	if (rc != SNIPE_OK) {
+		snipe_session_free(s);
+		return rc;
+	}
+	c->sessions[c->current] = s;
+	return SNIPE_OK;
+}
+
+/*
+ * One request to the current endpoint within a session (opened first if needed). A
+ * replica that has forgotten the session (restart, eviction) answers ESESSION: the
+ * session is opened again and the request sent once more.
+ */
+static int exchange(rcds_client *c, const Snipe__Request *req, int wait_ms,
+                    Snipe__Reply **reply)
+{
+	size_t len = snipe__request__get_packed_size(req);
+	uint8_t *body = malloc(len ? len : 1);
+	if (body == NULL)
+		return SNIPE_ENOMEM;
+	snipe__request__pack(req, body);
+	int rc = SNIPE_OK;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		*reply = NULL;
+		if (c->sessions[c->current] == NULL &&
+		    ((rc = open_session(c, wait_ms, reply)) != SNIPE_OK || *reply != NULL))
+			break;
+		uint8_t *env = NULL;
+		size_t env_len = 0;
+		rc = snipe_session_seal(c->sessions[c->current], SNIPE_MSG_CATALOG_REQUEST, body, len,
+		                        &env, &env_len);
+		if (rc == SNIPE_OK)
+			rc = roundtrip(c->sock, env, env_len, wait_ms, reply);
+		free(env);
+		if (rc == SNIPE_OK && (*reply)->code != SNIPE_ESESSION)
+			break;
+		snipe_session_free(c->sessions[c->current]);
+		c->sessions[c->current] = NULL;
+		if (rc == SNIPE_OK) {
+			snipe__reply__free_unpacked(*reply, NULL);
+			*reply = NULL;
+			rc = SNIPE_ESESSION;
+		}
+		if (rc != SNIPE_ESESSION)
+			break;
+	}
+	free(body);
+	return rc;
 }
 
 static void next_endpoint(rcds_client *c)
@@ -199,7 +290,7 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 		}
 		uint64_t left = deadline - now, slice = (uint64_t)ATTEMPT_FIRST_MS << timeouts;
 		Snipe__Reply *r = NULL;
-		int rc = exchange(c->sock, c->key, req, (int)(left < slice ? left : slice), &r);
+		int rc = exchange(c, req, (int)(left < slice ? left : slice), &r);
 		if (rc == SNIPE_ETIMEDOUT && timeouts < 4)
 			timeouts++;
 		if (rc == SNIPE_OK && r->code != SNIPE_ENOTLEADER) {
@@ -636,7 +727,7 @@ int rcds_status_get(rcds_client *c, const char *endpoint, rcds_status *out, char
 		int sock = open_socket(endpoint);
 		if (sock < 0)
 			return sni_err(err, errlen, SNIPE_EINVAL, "bad endpoint '%s'", endpoint);
-		rc = exchange(sock, c->key, &req, (int)c->timeout_ms, &r);
+		rc = exchange_signed(sock, c->key, &req, (int)c->timeout_ms, &r);
 		nn_close(sock);
 		if (rc != SNIPE_OK)
 			return sni_err(err, errlen, rc, "%s: %s", endpoint, snipe_strerror(rc));

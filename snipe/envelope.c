@@ -15,42 +15,60 @@
 
 /* ------------------------------------------------------------------- seal */
 
-int snipe_env_seal_at(const snipe_key *k, uint32_t type, uint64_t timestamp_ms,
-                      const void *body, size_t len, uint8_t **out, size_t *outlen)
+int sni_env_content(const snipe_key *k, uint32_t type, uint64_t timestamp_ms,
+                    uint64_t counter, const void *body, size_t len, uint8_t **out,
+                    size_t *outlen)
 {
 	if (k == NULL || type == SNIPE_MSG_ANY || (body == NULL && len > 0))
 		return SNIPE_EINVAL;
-	uint8_t signer[SNIPE_KEYID_BYTES], nonce[SNIPE_NONCE_BYTES], sig[SNIPE_SIG_BYTES];
+	uint8_t signer[SNIPE_KEYID_BYTES], nonce[SNIPE_NONCE_BYTES];
 	snipe_keyid(snipe_key_public(k), signer);
 	randombytes_buf(nonce, sizeof(nonce));
-
 	Snipe__EnvelopeContent c = SNIPE__ENVELOPE_CONTENT__INIT;
 	c.signer = (ProtobufCBinaryData){sizeof(signer), signer};
 	c.timestamp_ms = timestamp_ms;
 	c.nonce = (ProtobufCBinaryData){sizeof(nonce), nonce};
 	c.type = (Snipe__MsgType)type;
 	c.body = (ProtobufCBinaryData){len, (uint8_t *)body};
-
-	size_t clen = snipe__envelope_content__get_packed_size(&c);
-	uint8_t *content = malloc(clen);
-	if (content == NULL)
+	c.counter = counter;
+	*outlen = snipe__envelope_content__get_packed_size(&c);
+	*out = malloc(*outlen);
+	if (*out == NULL)
 		return SNIPE_ENOMEM;
-	snipe__envelope_content__pack(&c, content);
-	int rc = snipe_sign(k, SNI_DOMAIN_ENVELOPE, content, clen, sig);
-	if (rc != SNIPE_OK)
-		goto out;
+	snipe__envelope_content__pack(&c, *out);
+	return SNIPE_OK;
+}
 
+int sni_env_pack(const uint8_t *content, size_t clen, const uint8_t *sig,
+                 const uint8_t *session_id, const uint8_t *mac, uint8_t **out,
+                 size_t *outlen)
+{
 	Snipe__Envelope e = SNIPE__ENVELOPE__INIT;
-	e.content = (ProtobufCBinaryData){clen, content};
-	e.signature = (ProtobufCBinaryData){sizeof(sig), sig};
+	e.content = (ProtobufCBinaryData){clen, (uint8_t *)content};
+	if (sig != NULL)
+		e.signature = (ProtobufCBinaryData){SNIPE_SIG_BYTES, (uint8_t *)sig};
+	if (session_id != NULL) {
+		e.session_id = (ProtobufCBinaryData){SNIPE_SESSION_ID_BYTES, (uint8_t *)session_id};
+		e.mac = (ProtobufCBinaryData){SNI_MAC_BYTES, (uint8_t *)mac};
+	}
 	*outlen = snipe__envelope__get_packed_size(&e);
 	*out = malloc(*outlen);
-	if (*out == NULL) {
-		rc = SNIPE_ENOMEM;
-		goto out;
-	}
+	if (*out == NULL)
+		return SNIPE_ENOMEM;
 	snipe__envelope__pack(&e, *out);
-out:
+	return SNIPE_OK;
+}
+
+int snipe_env_seal_at(const snipe_key *k, uint32_t type, uint64_t timestamp_ms,
+                      const void *body, size_t len, uint8_t **out, size_t *outlen)
+{
+	uint8_t *content = NULL, sig[SNIPE_SIG_BYTES];
+	size_t clen = 0;
+	int rc = sni_env_content(k, type, timestamp_ms, 0, body, len, &content, &clen);
+	if (rc == SNIPE_OK)
+		rc = snipe_sign(k, SNI_DOMAIN_ENVELOPE, content, clen, sig);
+	if (rc == SNIPE_OK)
+		rc = sni_env_pack(content, clen, sig, NULL, NULL, out, outlen);
 	free(content);
 	return rc;
 }
@@ -127,6 +145,17 @@ void snipe_env_msg_clear(snipe_env_msg *m)
 	memset(m, 0, sizeof(*m));
 }
 
+void sni_env_msg_fill(snipe_env_msg *out, Snipe__EnvelopeContent *c)
+{
+	memcpy(out->signer, c->signer.data, SNIPE_KEYID_BYTES);
+	out->timestamp_ms = c->timestamp_ms;
+	memcpy(out->nonce, c->nonce.data, SNIPE_NONCE_BYTES);
+	out->type = (uint32_t)c->type;
+	out->body = c->body.data;
+	out->body_len = c->body.len;
+	out->owner_ = c;
+}
+
 /* Decodes the outer envelope and checks its signature's shape. */
 static int decode_outer(const uint8_t *buf, size_t len, Snipe__Envelope **out, char *err,
                         size_t errlen)
@@ -145,9 +174,8 @@ static int decode_outer(const uint8_t *buf, size_t len, Snipe__Envelope **out, c
 	return SNIPE_OK;
 }
 
-/* Decodes the signed content and checks the length of every fixed-size field. */
-static int decode_content(const ProtobufCBinaryData *bytes, Snipe__EnvelopeContent **out,
-                          char *err, size_t errlen)
+int sni_env_decode_content(const ProtobufCBinaryData *bytes, Snipe__EnvelopeContent **out,
+                           char *err, size_t errlen)
 {
 	Snipe__EnvelopeContent *c = snipe__envelope_content__unpack(NULL, bytes->len, bytes->data);
 	if (c == NULL)
@@ -161,23 +189,31 @@ static int decode_content(const ProtobufCBinaryData *bytes, Snipe__EnvelopeConte
 	return SNIPE_OK;
 }
 
-static int check_content(snipe_verifier *v, const Snipe__EnvelopeContent *c, uint32_t type,
-                         const char *signer, char *err, size_t errlen)
+int sni_env_check(const Snipe__EnvelopeContent *c, uint32_t type, uint64_t now,
+                  uint32_t skew_ms, const char *signer, char *err, size_t errlen)
 {
 	if ((uint32_t)c->type == SNIPE_MSG_ANY || (type != SNIPE_MSG_ANY && (uint32_t)c->type != type))
 		return sni_err(err, errlen, SNIPE_EWRONGTYPE,
 		               "envelope from %s: type %u where %u was expected", signer,
 		               (unsigned)c->type, type);
-	uint64_t now = v->now_ms(v->now_arg);
 	uint64_t ts = c->timestamp_ms;
 	uint64_t diff = now > ts ? now - ts : ts - now;
-	if (diff > v->skew_ms)
+	if (diff > skew_ms)
 		return sni_err(err, errlen, SNIPE_ESKEW,
 		               "envelope from %s: timestamp %llu is %llu ms %s this host's clock "
 		               "(window %u ms)",
 		               signer, (unsigned long long)ts, (unsigned long long)diff,
-		               ts > now ? "ahead of" : "behind", v->skew_ms);
-	if (sni_replay_check(v->seen, c->nonce.data, ts) != SNIPE_OK)
+		               ts > now ? "ahead of" : "behind", skew_ms);
+	return SNIPE_OK;
+}
+
+static int check_content(snipe_verifier *v, const Snipe__EnvelopeContent *c, uint32_t type,
+                         const char *signer, char *err, size_t errlen)
+{
+	int rc = sni_env_check(c, type, v->now_ms(v->now_arg), v->skew_ms, signer, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	if (sni_replay_check(v->seen, c->nonce.data, c->timestamp_ms) != SNIPE_OK)
 		return sni_err(err, errlen, SNIPE_EREPLAY, "envelope from %s: replayed nonce",
 		               signer);
 	return SNIPE_OK;
@@ -192,7 +228,7 @@ int snipe_env_open(snipe_verifier *v, const uint8_t *buf, size_t len, uint32_t t
 	int rc = decode_outer(buf, len, &e, err, errlen);
 	if (rc != SNIPE_OK)
 		return rc;
-	rc = decode_content(&e->content, &c, err, errlen);
+	rc = sni_env_decode_content(&e->content, &c, err, errlen);
 	if (rc != SNIPE_OK)
 		goto out;
 
@@ -216,13 +252,7 @@ int snipe_env_open(snipe_verifier *v, const uint8_t *buf, size_t len, uint32_t t
 	uint64_t now = v->now_ms(v->now_arg);
 	sni_replay_add(v->seen, c->nonce.data, c->timestamp_ms,
 	               now > v->skew_ms ? now - v->skew_ms : 0);
-	memcpy(out->signer, c->signer.data, SNIPE_KEYID_BYTES);
-	out->timestamp_ms = c->timestamp_ms;
-	memcpy(out->nonce, c->nonce.data, SNIPE_NONCE_BYTES);
-	out->type = (uint32_t)c->type;
-	out->body = c->body.data;
-	out->body_len = c->body.len;
-	out->owner_ = c;
+	sni_env_msg_fill(out, c);
 	c = NULL;
 out:
 	if (c != NULL)

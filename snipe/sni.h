@@ -37,6 +37,29 @@ void sni_replay_add(sni_replay *r, const uint8_t nonce[SNIPE_NONCE_BYTES], uint6
                     uint64_t expire_before);
 size_t sni_replay_count(const sni_replay *r);
 
+/* ---- envelope internals (envelope.c), shared with session.c. */
+struct Snipe__EnvelopeContent;
+struct ProtobufCBinaryData;
+#define SNI_MAC_BYTES 32
+#define SNI_DOMAIN_SESSION "snipe/session/v1"
+
+/* A serialised EnvelopeContent signed (or MACed) by k's identity; *out malloc'd. */
+int sni_env_content(const snipe_key *k, uint32_t type, uint64_t timestamp_ms,
+                    uint64_t counter, const void *body, size_t len, uint8_t **out,
+                    size_t *outlen);
+/* A serialised Envelope around content: with sig (signed) or session_id + mac. */
+int sni_env_pack(const uint8_t *content, size_t clen, const uint8_t *sig,
+                 const uint8_t *session_id, const uint8_t *mac, uint8_t **out,
+                 size_t *outlen);
+/* Decodes content bytes and checks the fixed field lengths (SNIPE_EDECODE). */
+int sni_env_decode_content(const struct ProtobufCBinaryData *bytes,
+                           struct Snipe__EnvelopeContent **out, char *err, size_t errlen);
+/* The type and time-window checks of snipe_env_open. */
+int sni_env_check(const struct Snipe__EnvelopeContent *c, uint32_t type, uint64_t now,
+                  uint32_t skew_ms, const char *signer, char *err, size_t errlen);
+/* Fills an snipe_env_msg that takes ownership of c. */
+void sni_env_msg_fill(snipe_env_msg *out, struct Snipe__EnvelopeContent *c);
+
 /* ---- assertions (assertion.c): the signed (urn, attr) = value statements. */
 struct Snipe__AssertionContent;
 
