@@ -19,6 +19,7 @@ struct rcds_consensus {
 	struct raft_io io;
 	struct raft_uv_transport transport;
 	struct raft_fsm fsm;
+	uv_prepare_t flush; /* commits the store's batch before the loop sleeps */
 	rcds_store *store;
 	rcds_applied_fn on_applied;
 	void *arg;
@@ -34,6 +35,22 @@ struct proposal {
 };
 
 /* ------------------------------------------------------------ state machine */
+
+/* The database failed with applies already reported: libraft cannot apply them again,
+ * so the replica stops; on restart it replays its log onto the last commit. */
+static void fatal_store(rcds_consensus *c)
+{
+	snipe_log(SNIPE_LOG_ERROR, "raft", "catalog database failed at index=%llu; stopping",
+	          (unsigned long long)(c->raft.last_applied + 1));
+	exit(1);
+}
+
+static void flush_cb(uv_prepare_t *h)
+{
+	rcds_consensus *c = h->data;
+	if (rcds_store_flush(c->store) != SNIPE_OK)
+		fatal_store(c);
+}
 
 /* libraft gives apply no index: it is the one after the last applied. A rejected write
  * is a result, not an error: a non-zero return would make libraft retry forever, which
@@ -58,7 +75,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		snipe__command__free_unpacked(cmd, NULL);
 	}
 	if (rc != SNIPE_OK)
-		return RAFT_IOERR;
+		fatal_store(c);
 	*result = &c->last;
 	return 0;
 }
@@ -182,6 +199,9 @@ int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
 		        raft_errmsg(&c->raft));
 		goto fail_raft;
 	}
+	uv_prepare_init(loop, &c->flush);
+	c->flush.data = c;
+	uv_prepare_start(&c->flush, flush_cb);
 	*out = c;
 	return SNIPE_OK;
 fail_io:
@@ -291,16 +311,31 @@ void rcds_consensus_status_clear(Snipe__Status *st)
 
 /* ---------------------------------------------------------------- shutdown */
 
-static void transport_closed(struct raft *r)
+static void finish_close(rcds_consensus *c)
 {
-	rcds_consensus *c = r->data;
-	raft_uv_close(&c->io);
-	raft_uv_tcp_close(&c->transport);
 	void (*closed)(void *) = c->closed;
 	void *arg = c->closed_arg;
 	free(c);
 	if (closed != NULL)
 		closed(arg);
+}
+
+static void flush_closed(uv_handle_t *h)
+{
+	finish_close(h->data);
+}
+
+static void transport_closed(struct raft *r)
+{
+	rcds_consensus *c = r->data;
+	raft_uv_close(&c->io);
+	raft_uv_tcp_close(&c->transport);
+	if (rcds_store_flush(c->store) != SNIPE_OK)
+		snipe_log(SNIPE_LOG_ERROR, "raft", "last batch not committed; the log replays it");
+	if (c->flush.data != NULL) /* started: see rcds_consensus_start */
+		uv_close((uv_handle_t *)&c->flush, flush_closed);
+	else
+		finish_close(c);
 }
 
 void rcds_consensus_close(rcds_consensus *c, void (*done)(void *arg), void *arg)

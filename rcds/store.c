@@ -123,10 +123,17 @@ static const char *const stmt_name[] = {
 #undef STMT_NAME_
 };
 
+#define BATCH_MAX 256
+
 struct rcds_store {
 	sqlite3 *db;
 	bool memory;
 	uint64_t applied;
+	/* Applies are grouped into one transaction until rcds_store_flush (or BATCH_MAX
+	 * entries): most pages a write touches are shared with the next one's. */
+	bool in_batch;
+	unsigned batched;
+	uint64_t committed; /* applied as of the last commit */
 	uint8_t admin[SNIPE_PK_BYTES];
 	sqlite3_stmt *st[ST_COUNT];
 };
@@ -252,6 +259,7 @@ static int load_applied(rcds_store *s)
 	if (rc != SNIPE_OK)
 		return rc;
 	s->applied = found ? column_u64(s->st[ST_APPLIED_GET], 0) : 0;
+	s->committed = s->applied;
 	if (found)
 		st_end(s, ST_APPLIED_GET);
 	return SNIPE_OK;
@@ -295,6 +303,7 @@ void rcds_store_close(rcds_store *s)
 {
 	if (s == NULL)
 		return;
+	rcds_store_flush(s);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	sqlite3_close(s->db);
@@ -742,7 +751,24 @@ static int finish(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
 		rc = run_u64(s, ST_REQ_TRIM, index - REQUEST_RETAIN);
 	if (rc == SNIPE_OK)
 		rc = run_u64(s, ST_APPLIED_SET, index);
-	return rc == SNIPE_OK ? st_done(s, ST_COMMIT) : rc;
+	return rc;
+}
+
+int rcds_store_flush(rcds_store *s)
+{
+	if (!s->in_batch)
+		return SNIPE_OK;
+	s->in_batch = false;
+	s->batched = 0;
+	int rc = st_done(s, ST_COMMIT);
+	if (rc == SNIPE_OK) {
+		s->committed = s->applied;
+		return SNIPE_OK;
+	}
+	if (!sqlite3_get_autocommit(s->db))
+		st_done(s, ST_ROLLBACK);
+	s->applied = s->committed;
+	return rc;
 }
 
 int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
@@ -753,19 +779,27 @@ int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
 	res->index = index;
 	if (index <= s->applied)
 		return SNIPE_OK;
-	int rc = st_done(s, ST_BEGIN);
+	int rc = s->in_batch ? SNIPE_OK : st_done(s, ST_BEGIN);
 	if (rc != SNIPE_OK)
 		goto fail;
+	s->in_batch = true;
 	rc = apply_command(s, index, cmd, res);
 	if (rc == SNIPE_OK)
 		rc = finish(s, index, cmd, res);
 	if (rc != SNIPE_OK)
 		goto fail;
 	s->applied = index;
+	if (++s->batched >= BATCH_MAX)
+		return rcds_store_flush(s);
 	return SNIPE_OK;
 fail:
+	/* The whole batch is lost: applied goes back to the last commit, and the caller
+	 * must not go on applying (it cannot replay what it already reported). */
 	if (!sqlite3_get_autocommit(s->db))
 		st_done(s, ST_ROLLBACK);
+	s->in_batch = false;
+	s->batched = 0;
+	s->applied = s->committed;
 	res->code = SNIPE_EIO;
 	res->keys_changed = false;
 	snprintf(res->reason, sizeof(res->reason), "catalog database failure");
@@ -975,6 +1009,8 @@ int rcds_store_snapshot(rcds_store *s, uint8_t **buf, size_t *len)
 
 	*buf = NULL;
 	*len = 0;
+	if (rcds_store_flush(s) != SNIPE_OK)
+		return SNIPE_EIO;
 	unsigned char *image = sqlite3_serialize(s->db, "main", &size, 0);
 	if (image == NULL)
 		return db_fail_on(s->db, "serialize");
@@ -1042,6 +1078,8 @@ int rcds_store_restore(rcds_store *s, const uint8_t *buf, size_t len)
 		snipe_log(SNIPE_LOG_ERROR, "store", "snapshot too short len=%zu", len);
 		return SNIPE_EINVAL;
 	}
+	if (rcds_store_flush(s) != SNIPE_OK)
+		return SNIPE_EIO;
 	int rc = image_open(buf, len, &image);
 	if (rc == SNIPE_OK)
 		rc = image_check(image);

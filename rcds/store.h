@@ -62,10 +62,19 @@ uint64_t rcds_store_applied(const rcds_store *s);
  * skipped (they are replayed after a restart) with res->code = SNIPE_OK. A command
  * whose request id was already applied is not applied again; res repeats the first
  * result. A rejected command changes nothing but the applied index and the record of
- * its request id. Returns SNIPE_OK unless the database itself failed (SNIPE_EIO).
+ * its request id. Returns SNIPE_OK unless the database itself failed (SNIPE_EIO: the
+ * uncommitted batch is lost and applied is back at the last commit). The change is
+ * committed by rcds_store_flush.
  */
 int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
                      rcds_result *res);
+
+/* Writes grouped since the last flush are committed together: the store keeps a
+ * transaction open across applies (at most 256) until this is called, so a batch of
+ * entries costs one commit. Reads see applied writes at once (same connection);
+ * durability comes from the Raft log, which replays what a crash lost. On SNIPE_EIO
+ * the batch was lost and the replica must stop. */
+int rcds_store_flush(rcds_store *s);
 
 /* All unexpired assertions of urn at now_ms, by attr. SNIPE_ENOTFOUND if none. */
 int rcds_store_get(rcds_store *s, const char *urn, uint64_t now_ms, rcds_row_fn fn,
