@@ -22,7 +22,7 @@ typedef struct rcds_consensus_config {
 	const char *dir;          /* Raft data directory (created if missing) */
 	const rcds_peer *peers;   /* the initial voters, used to bootstrap a new group */
 	size_t npeers;
-	unsigned election_ms;     /* default 300 */
+	unsigned election_ms;     /* default 200 */
 	unsigned heartbeat_ms;    /* default 50 */
 	unsigned snapshot_threshold; /* entries between snapshots; default 8192 */
 } rcds_consensus_config;

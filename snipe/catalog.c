@@ -23,11 +23,15 @@
 /* A replica that cannot take a request within this long is down or unreachable: nanomsg
  * queues sends until a connection exists, so this bounds the cost of a dead endpoint. */
 #define CONNECT_WAIT_MS 300
+/* How long an endpoint that did not answer is passed over while others remain. */
+#define DOWN_MS 1000
 
 struct rcds_client {
 	char *list; /* as given */
 	char **endpoints;
 	snipe_session **sessions; /* one per endpoint, opened on first use */
+	uint64_t *ids;            /* per endpoint: the replica's Raft id once known, else 0 */
+	uint64_t *down_until;     /* per endpoint: skip it until then (it did not answer) */
 	size_t n, current;
 	const snipe_key *key;
 	uint32_t timeout_ms;
@@ -75,7 +79,9 @@ int rcds_client_open(const char *endpoints, const snipe_key *key, rcds_client **
 	int rc = c->list != NULL ? split_endpoints(c, endpoints) : SNIPE_ENOMEM;
 	if (rc == SNIPE_OK && c->n == 0)
 		rc = sni_err(err, errlen, SNIPE_EINVAL, "no catalog endpoints in '%s'", endpoints);
-	if (rc == SNIPE_OK && (c->sessions = calloc(c->n, sizeof(*c->sessions))) == NULL)
+	if (rc == SNIPE_OK && ((c->sessions = calloc(c->n, sizeof(*c->sessions))) == NULL ||
+	                       (c->ids = calloc(c->n, sizeof(*c->ids))) == NULL ||
+	                       (c->down_until = calloc(c->n, sizeof(*c->down_until))) == NULL))
 		rc = SNIPE_ENOMEM;
 	if (rc != SNIPE_OK) {
 		rcds_client_close(c);
@@ -99,6 +105,8 @@ void rcds_client_close(rcds_client *c)
 			snipe_session_free(c->sessions[i]);
 	}
 	free(c->sessions);
+	free(c->ids);
+	free(c->down_until);
 	free(c->endpoints);
 	free(c->list);
 	free(c);
@@ -263,12 +271,37 @@ static int exchange(rcds_client *c, const Snipe__Request *req, int wait_ms,
 	return rc;
 }
 
-static void next_endpoint(rcds_client *c)
+/* Moves to another endpoint: the leader if a replica named it and we know where it
+ * listens, else the next one in turn that has not just failed to answer. */
+static void next_endpoint(rcds_client *c, uint64_t leader)
 {
 	if (c->sock >= 0)
 		nn_close(c->sock);
 	c->sock = -1;
-	c->current = (c->current + 1) % c->n;
+	uint64_t now = mono_ms();
+	for (size_t i = 0; leader != 0 && i < c->n; i++) {
+		if (c->ids[i] == leader && i != c->current && c->down_until[i] <= now) {
+			c->current = i;
+			return;
+		}
+	}
+	for (size_t step = 1; step <= c->n; step++) {
+		size_t i = (c->current + step) % c->n;
+		if (c->down_until[i] <= now || step == c->n) {
+			c->current = i;
+			return;
+		}
+	}
+}
+
+/* What a reply tells about the cluster: which replica answered, who leads. */
+static uint64_t learn(rcds_client *c, const Snipe__Reply *r)
+{
+	if (r == NULL || r->status == NULL)
+		return 0;
+	if (r->status->id != 0)
+		c->ids[c->current] = r->status->id;
+	return r->status->leader_id;
 }
 
 /*
@@ -285,7 +318,8 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 	unsigned timeouts = 0;
 	for (uint64_t now = mono_ms(); now < deadline; now = mono_ms()) {
 		if (c->sock < 0 && (c->sock = open_socket(c->endpoints[c->current])) < 0) {
-			next_endpoint(c);
+			c->down_until[c->current] = now + DOWN_MS;
+			next_endpoint(c, 0);
 			continue;
 		}
 		uint64_t left = deadline - now, slice = (uint64_t)ATTEMPT_FIRST_MS << timeouts;
@@ -293,6 +327,9 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 		int rc = exchange(c, req, (int)(left < slice ? left : slice), &r);
 		if (rc == SNIPE_ETIMEDOUT && timeouts < 4)
 			timeouts++;
+		if (rc == SNIPE_ETIMEDOUT || rc == SNIPE_EUNAVAIL)
+			c->down_until[c->current] = mono_ms() + DOWN_MS;
+		uint64_t leader = learn(c, r);
 		if (rc == SNIPE_OK && r->code != SNIPE_ENOTLEADER) {
 			*reply = r;
 			return SNIPE_OK;
@@ -300,7 +337,7 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 		if (r != NULL)
 			snipe__reply__free_unpacked(r, NULL);
 		last = rc == SNIPE_OK ? SNIPE_ENOTLEADER : rc;
-		next_endpoint(c);
+		next_endpoint(c, leader);
 		/* Every replica said "not leader": an election is on; give it a moment. */
 		if (last == SNIPE_ENOTLEADER && ++not_leader % c->n == 0) {
 			struct timespec pause = {0, 50 * 1000 * 1000};
