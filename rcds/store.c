@@ -20,6 +20,7 @@
 
 #define REQUEST_ID_BYTES 16
 #define REQUEST_RETAIN 100000u /* request ids are remembered for this many entries */
+#define REQUEST_TRIM_EVERY 1024u /* ...and trimmed at indexes that are multiples of this */
 #define QUERY_WHERE_MAX 32
 #define KEY_PREFIX "urn:snipe:key:"
 
@@ -87,6 +88,7 @@ static const char schema_sql[] =
 	                " WHERE a.urn = owners.urn AND NOT (a.expires > 0"                 \
 	                " AND a.expires <= ?1))")                                          \
 	X(PURGE, "DELETE FROM assertions WHERE " EXPIRED)                                  \
+	X(MIN_EXPIRY, "SELECT MIN(expires) FROM assertions WHERE expires > 0")             \
 	X(CELL_GET, "SELECT version, value FROM assertions WHERE urn = ?1 AND attr = ?2")  \
 	X(CELL_PUT, "INSERT OR REPLACE INTO assertions(" ROW_COLS ")"                      \
 	            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                            \
@@ -134,6 +136,7 @@ struct rcds_store {
 	bool in_batch;
 	unsigned batched;
 	uint64_t committed; /* applied as of the last commit */
+	uint64_t next_expiry; /* no assertion expires before this (UINT64_MAX: none) */
 	uint8_t admin[SNIPE_PK_BYTES];
 	sqlite3_stmt *st[ST_COUNT];
 };
@@ -237,6 +240,12 @@ static int open_fail(sqlite3 *db, const char *path, const char *what, char *err,
 
 static int configure(rcds_store *s, const char *path, char *err, size_t errlen)
 {
+	/* Small pages: a write dirties a few pages scattered over the B-trees (random
+	 * URNs and request ids), and each dirty page is written whole to the WAL; 1 KiB
+	 * pages quarter those bytes. Only takes effect when the file is created. */
+	if (sqlite3_exec(s->db, "PRAGMA page_size=1024; PRAGMA cache_size=-65536", NULL, NULL,
+	                 NULL) != SQLITE_OK)
+		return open_fail(s->db, path, "cannot set the page size", err, errlen);
 	if (!s->memory && sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) !=
 	                          SQLITE_OK)
 		return open_fail(s->db, path, "cannot set WAL mode", err, errlen);
@@ -252,6 +261,22 @@ static int configure(rcds_store *s, const char *path, char *err, size_t errlen)
 	return SNIPE_OK;
 }
 
+static int load_next_expiry(rcds_store *s)
+{
+	bool found;
+	int rc = st_row(s, ST_MIN_EXPIRY, &found);
+	if (rc != SNIPE_OK)
+		return rc;
+	s->next_expiry = UINT64_MAX;
+	if (found) {
+		if (sqlite3_column_type(s->st[ST_MIN_EXPIRY], 0) != SQLITE_NULL)
+			s->next_expiry = column_u64(s->st[ST_MIN_EXPIRY], 0);
+		st_end(s, ST_MIN_EXPIRY);
+	}
+	return SNIPE_OK;
+}
+
+/* What the store keeps in memory about its file: applied index, next expiry. */
 static int load_applied(rcds_store *s)
 {
 	bool found;
@@ -262,7 +287,7 @@ static int load_applied(rcds_store *s)
 	s->committed = s->applied;
 	if (found)
 		st_end(s, ST_APPLIED_GET);
-	return SNIPE_OK;
+	return load_next_expiry(s);
 }
 
 int rcds_store_open(const char *path, const uint8_t *admin_pk, rcds_store **out, char *err,
@@ -527,6 +552,8 @@ static int put_write(rcds_store *s, const apply_ctx *a, const Snipe__Assertion *
 		rc = st_done(s, ST_CELL_PUT);
 	if (rc != SNIPE_OK)
 		return rc;
+	if (c->expires_ms > 0 && c->expires_ms < s->next_expiry)
+		s->next_expiry = c->expires_ms;
 	st = s->st[ST_OWNER_PUT];
 	rc = st_bound(s, ST_OWNER_PUT,
 	              bind_text(st, 1, c->urn) |
@@ -632,16 +659,19 @@ static int apply_items(rcds_store *s, apply_ctx *a, const Snipe__WriteRequest *w
 	int rc = SNIPE_OK;
 	size_t i;
 
+	/* Items are numbered from 1 in reasons, as people count them. */
 	for (i = 0; i < w->n_puts && rc == SNIPE_OK; i++)
-		rc = put_item(s, a, w->puts[i], err, sizeof(err));
+		if ((rc = put_item(s, a, w->puts[i], err, sizeof(err))) != SNIPE_OK)
+			break;
 	if (rc != SNIPE_OK && rc != SNIPE_EIO)
-		reject(res, rc, "put", i, err);
+		reject(res, rc, "put", i + 1, err);
 	if (rc != SNIPE_OK)
 		return rc == SNIPE_EIO ? rc : SNIPE_OK;
 	for (i = 0; i < w->n_deletes && rc == SNIPE_OK; i++)
-		rc = delete_item(s, a, w->deletes[i], err, sizeof(err));
+		if ((rc = delete_item(s, a, w->deletes[i], err, sizeof(err))) != SNIPE_OK)
+			break;
 	if (rc != SNIPE_OK && rc != SNIPE_EIO)
-		reject(res, rc, "delete", i, err);
+		reject(res, rc, "delete", i + 1, err);
 	return rc == SNIPE_EIO ? rc : SNIPE_OK;
 }
 
@@ -700,6 +730,8 @@ static int find_request(rcds_store *s, const Snipe__Command *cmd, rcds_result *r
 /* Drops assertions expired at now (and owners of URNs left empty). */
 static int purge(rcds_store *s, uint64_t now, rcds_result *res)
 {
+	if (now < s->next_expiry)
+		return SNIPE_OK;
 	bool found;
 	int rc = st_bound(s, ST_EXPIRED_KEYS, bind_u64(s->st[ST_EXPIRED_KEYS], 1, now));
 	if (rc == SNIPE_OK)
@@ -711,7 +743,9 @@ static int purge(rcds_store *s, uint64_t now, rcds_result *res)
 		st_end(s, ST_EXPIRED_KEYS);
 	}
 	rc = run_u64(s, ST_PURGE_OWNERS, now);
-	return rc == SNIPE_OK ? run_u64(s, ST_PURGE, now) : rc;
+	if (rc == SNIPE_OK)
+		rc = run_u64(s, ST_PURGE, now);
+	return rc == SNIPE_OK ? load_next_expiry(s) : rc;
 }
 
 static int apply_command(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
@@ -732,7 +766,7 @@ static int apply_command(rcds_store *s, uint64_t index, const Snipe__Command *cm
 	return rc == SNIPE_OK ? apply_write(s, index, cmd, res) : rc;
 }
 
-/* Records the result under the request id, forgets old ids, moves applied, commits. */
+/* Records the result under the request id and now and then forgets old ids. */
 static int finish(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
                   const rcds_result *res)
 {
@@ -747,10 +781,8 @@ static int finish(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
 		if (rc == SNIPE_OK)
 			rc = st_done(s, ST_REQ_PUT);
 	}
-	if (rc == SNIPE_OK && index > REQUEST_RETAIN)
+	if (rc == SNIPE_OK && index > REQUEST_RETAIN && index % REQUEST_TRIM_EVERY == 0)
 		rc = run_u64(s, ST_REQ_TRIM, index - REQUEST_RETAIN);
-	if (rc == SNIPE_OK)
-		rc = run_u64(s, ST_APPLIED_SET, index);
 	return rc;
 }
 
@@ -760,7 +792,9 @@ int rcds_store_flush(rcds_store *s)
 		return SNIPE_OK;
 	s->in_batch = false;
 	s->batched = 0;
-	int rc = st_done(s, ST_COMMIT);
+	int rc = run_u64(s, ST_APPLIED_SET, s->applied);
+	if (rc == SNIPE_OK)
+		rc = st_done(s, ST_COMMIT);
 	if (rc == SNIPE_OK) {
 		s->committed = s->applied;
 		return SNIPE_OK;
