@@ -82,12 +82,13 @@ int sni_assertion_check(const uint8_t *content, size_t content_len, const uint8_
                         size_t author_len, const uint8_t *sig, size_t sig_len, bool verify,
                         struct Snipe__AssertionContent **out, char *err, size_t errlen);
 
-/* Checks an assertion received from the catalog (shape and author's signature) and
- * turns it into an rcds_assertion whose value the caller frees. In catalog.c. */
+/* Checks an assertion received from the catalog (shape and, if verify, its author's
+ * signature) and turns it into an rcds_assertion whose value the caller frees. In
+ * catalog.c. */
 struct Snipe__Assertion;
 struct rcds_assertion;
-int sni_assertion_read(const struct Snipe__Assertion *a, struct rcds_assertion *out,
-                       char *err, size_t errlen);
+int sni_assertion_read(const struct Snipe__Assertion *a, bool verify,
+                       struct rcds_assertion *out, char *err, size_t errlen);
 /* The client's endpoint list as given to rcds_client_open. In catalog.c. */
 struct rcds_client;
 const char *sni_client_endpoints(const struct rcds_client *c);

@@ -127,7 +127,7 @@ static int decode(rcds_watch *w, const uint8_t *msg, size_t len, rcds_event *ev,
 		snprintf(ev->urn, sizeof(ev->urn), "%s", e->urn);
 		snprintf(ev->attr, sizeof(ev->attr), "%s", e->attr);
 		if (!e->deleted)
-			rc = sni_assertion_read(e->assertion, &ev->assertion, err, errlen);
+			rc = sni_assertion_read(e->assertion, true, &ev->assertion, err, errlen);
 		if (rc == SNIPE_OK) {
 			w->index = e->index;
 			w->item = e->item;
