@@ -7,7 +7,8 @@
  * is retried with the same request id, so it applies at most once. Reads pass the
  * highest index this client has written or read, so a client always reads its own
  * writes, from any replica. Every assertion read is checked against its author's
- * signature before it is returned.
+ * signature before it is returned (the client remembers what it verified, so bytes
+ * read again are not verified again). A client is used by one thread at a time.
  */
 #ifndef RCDS_H
 #define RCDS_H
