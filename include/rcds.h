@@ -119,6 +119,25 @@ typedef struct rcds_status {
 int rcds_status_get(rcds_client *c, const char *endpoint, rcds_status *out, char *err,
                     size_t errlen);
 
+/* -------------------------------------------------------------- membership */
+
+/*
+ * Adds replica id (1..2^63-1) to the Raft group: raft_address is the HOST:PORT of its
+ * Raft transport, and it must already run with --join. Returns once the leader has
+ * brought it up to date and made it a voter, which may take a while: give the client a
+ * timeout to match (rcds_client_set_timeout). Admin key only. Codes: SNIPE_EDENIED (not
+ * the admin), SNIPE_EEXIST (id or address already a member), SNIPE_EBUSY (another
+ * change is in progress: retry), SNIPE_ETIMEDOUT (the replica did not catch up: it
+ * stays a non-voter until added again or removed), SNIPE_EINVAL; SNIPE_EUNAVAIL /
+ * SNIPE_ETIMEDOUT if no leader answered in time. A retry after a leader change may
+ * answer SNIPE_EEXIST for an add that did happen: check with rcds_status_get.
+ */
+int rcds_member_add(rcds_client *c, uint64_t id, const char *raft_address, char *err,
+                    size_t errlen);
+/* Removes replica id from the group (SNIPE_ENOTFOUND if it is not a member); codes as
+ * above. The removed replica does not stop by itself: its operator must stop it. */
+int rcds_member_remove(rcds_client *c, uint64_t id, char *err, size_t errlen);
+
 /* ------------------------------------------------------------------- watch */
 
 /*

@@ -54,7 +54,8 @@ extern "C" {
 	X(ENOTLEADER, -53, "this replica is not the leader")                         \
 	X(ETIMEDOUT, -54, "timed out")                                               \
 	X(EUNAVAIL, -55, "no catalog replica reachable")                             \
-	X(EEXPIRED, -56, "assertion already expired")
+	X(EEXPIRED, -56, "assertion already expired")                                \
+	X(EBUSY, -57, "busy with another change; try again")
 
 enum snipe_error {
 #define SNIPE_ERR_ENUM_(name, value, msg) SNIPE_##name = (value),

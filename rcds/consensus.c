@@ -1,11 +1,12 @@
 /*
  * consensus.c — libraft glue: bootstrap and start a replica, apply committed entries
- * to the store, snapshot and restore it, propose writes. It decides nothing about
- * what a write means (store.c) or who sent it (server.c).
+ * to the store, snapshot and restore it, propose writes, add and remove members. It
+ * decides nothing about what a write means (store.c) or who sent it (server.c).
  */
 #include <errno.h>
 #include <raft.h>
 #include <raft/uv.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -184,14 +185,16 @@ int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
 	raft_set_election_timeout(&c->raft, cfg->election_ms ? cfg->election_ms : 200);
 	raft_set_heartbeat_timeout(&c->raft, cfg->heartbeat_ms ? cfg->heartbeat_ms : 50);
 	raft_set_snapshot_threshold(&c->raft,
-	                            cfg->snapshot_threshold ? cfg->snapshot_threshold : 8192);
+	                            cfg->snapshot_threshold ? cfg->snapshot_threshold : 65536);
 	raft_set_snapshot_trailing(&c->raft, 1024);
 	/* libraft 0.15 can leave a follower's progress in snapshot mode after the follower
 	 * installed the snapshot (it then rejects every heartbeat and never catches up);
 	 * only this timeout gets it out, and its default is 30 s. */
 	raft_set_install_snapshot_timeout(&c->raft, 1000);
 	raft_set_pre_vote(&c->raft, true);
-	if (bootstrap(c, cfg, err, errlen) != SNIPE_OK)
+	/* A joining replica starts with no configuration: it never campaigns, and takes the
+	 * group's configuration from the leader once added (rcds_consensus_add). */
+	if (!cfg->join && bootstrap(c, cfg, err, errlen) != SNIPE_OK)
 		goto fail_raft;
 	rv = raft_start(&c->raft);
 	if (rv != 0) {
@@ -254,6 +257,149 @@ int rcds_consensus_propose(rcds_consensus *c, const Snipe__Command *cmd, rcds_do
 		free(p);
 		return rv == RAFT_NOTLEADER ? SNIPE_ENOTLEADER : SNIPE_EIO;
 	}
+	return SNIPE_OK;
+}
+
+/* ------------------------------------------------------------ membership */
+
+/* A membership change in flight. Adding is raft_add (the replica joins as a spare,
+ * which libraft does not replicate to), then raft_assign(RAFT_VOTER) from its callback:
+ * the leader brings the replica up to date in catch-up rounds before it may vote. */
+struct change {
+	struct raft_change req;
+	rcds_consensus *c;
+	uint64_t id;
+	char address[64];
+	const char *action; /* "add" or "remove", for the log */
+	rcds_change_fn done;
+	void *arg;
+};
+
+/* libraft's membership failures as SNIPE codes, with the reason for the operator. */
+static int change_error(int rv, uint64_t id, const char *address, char *err, size_t errlen)
+{
+	unsigned long long n = (unsigned long long)id;
+	switch (rv) {
+	case RAFT_NOTLEADER:
+	case RAFT_LEADERSHIPLOST:
+		return sni_err(err, errlen, SNIPE_ENOTLEADER, "this replica is not the leader");
+	case RAFT_DUPLICATEID:
+		return sni_err(err, errlen, SNIPE_EEXIST, "replica %llu is already a member", n);
+	case RAFT_DUPLICATEADDRESS:
+		return sni_err(err, errlen, SNIPE_EEXIST, "address %s is already another member's",
+		               address);
+	case RAFT_BADID:
+	case RAFT_NOTFOUND:
+		return sni_err(err, errlen, SNIPE_ENOTFOUND, "replica %llu is not a member", n);
+	case RAFT_CANTCHANGE:
+		return sni_err(err, errlen, SNIPE_EBUSY,
+		               "another membership change is in progress; retry when it is done");
+	case RAFT_NOCONNECTION: /* the promotion was abandoned: too slow or unresponsive */
+		return sni_err(err, errlen, SNIPE_ETIMEDOUT,
+		               "replica %llu at %s did not catch up (is it running, with --join?); "
+		               "it stays a non-voting member until added again or removed", n, address);
+	case RAFT_NOMEM:
+		return sni_err(err, errlen, SNIPE_ENOMEM, "out of memory");
+	default:
+		return sni_err(err, errlen, SNIPE_EIO, "membership change of replica %llu: %s", n,
+		               raft_strerror(rv));
+	}
+}
+
+static struct change *change_new(rcds_consensus *c, const char *action, uint64_t id,
+                                 const char *address, rcds_change_fn done, void *arg)
+{
+	struct change *ch = calloc(1, sizeof(*ch));
+	if (ch == NULL)
+		return NULL;
+	ch->req.data = ch;
+	ch->c = c;
+	ch->id = id;
+	snprintf(ch->address, sizeof(ch->address), "%s", address);
+	ch->action = action;
+	ch->done = done;
+	ch->arg = arg;
+	return ch;
+}
+
+static void change_end(struct change *ch, int status)
+{
+	char reason[256] = "";
+	int code = status == 0 ? SNIPE_OK
+	                       : change_error(status, ch->id, ch->address, reason, sizeof(reason));
+	snipe_log(code == SNIPE_OK ? SNIPE_LOG_INFO : SNIPE_LOG_WARN, "raft",
+	          "membership change ended action=%s id=%llu address=%s code=%s reason=\"%s\"",
+	          ch->action, (unsigned long long)ch->id, ch->address, snipe_errname(code), reason);
+	ch->done(ch->arg, code, reason);
+	free(ch);
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+	change_end(req->data, status);
+}
+
+/* libraft clears its pending change before calling back, so the promotion can start
+ * here, with the same request. */
+static void added_cb(struct raft_change *req, int status)
+{
+	struct change *ch = req->data;
+	if (status == 0)
+		status = raft_assign(&ch->c->raft, &ch->req, ch->id, RAFT_VOTER, change_cb);
+	if (status != 0)
+		change_end(ch, status);
+}
+
+static const struct raft_server *member(rcds_consensus *c, uint64_t id)
+{
+	for (unsigned i = 0; i < c->raft.configuration.n; i++)
+		if (c->raft.configuration.servers[i].id == id)
+			return &c->raft.configuration.servers[i];
+	return NULL;
+}
+
+int rcds_consensus_add(rcds_consensus *c, uint64_t id, const char *address,
+                       rcds_change_fn done, void *arg, char *err, size_t errlen)
+{
+	if (id == 0 || id > INT64_MAX || address == NULL || strchr(address, ':') == NULL ||
+	    strlen(address) >= sizeof(((struct change *)NULL)->address))
+		return sni_err(err, errlen, SNIPE_EINVAL, "a member needs an id from 1 to 2^63-1 "
+		               "and a Raft address host:port of at most 63 characters");
+	struct change *ch = change_new(c, "add", id, address, done, arg);
+	if (ch == NULL)
+		return SNIPE_ENOMEM;
+	const struct raft_server *s = member(c, id);
+	int rv;
+	/* Already there but not voting: an earlier add whose catch-up was abandoned. */
+	if (s != NULL && s->role != RAFT_VOTER && strcmp(s->address, address) == 0)
+		rv = raft_assign(&c->raft, &ch->req, id, RAFT_VOTER, change_cb);
+	else
+		rv = raft_add(&c->raft, &ch->req, id, address, added_cb);
+	if (rv != 0) {
+		free(ch);
+		return change_error(rv, id, address, err, errlen);
+	}
+	snipe_log(SNIPE_LOG_INFO, "raft", "membership change started action=add id=%llu "
+	          "address=%s", (unsigned long long)id, address);
+	return SNIPE_OK;
+}
+
+int rcds_consensus_remove(rcds_consensus *c, uint64_t id, rcds_change_fn done, void *arg,
+                          char *err, size_t errlen)
+{
+	const struct raft_server *s = member(c, id);
+	char address[64]; /* the configuration holding s is replaced by raft_remove */
+	snprintf(address, sizeof(address), "%s", s != NULL ? s->address : "");
+	struct change *ch = change_new(c, "remove", id, address, done, arg);
+	if (ch == NULL)
+		return SNIPE_ENOMEM;
+	int rv = raft_remove(&c->raft, &ch->req, id, change_cb);
+	if (rv != 0) {
+		free(ch);
+		return change_error(rv, id, address, err, errlen);
+	}
+	snipe_log(SNIPE_LOG_INFO, "raft", "membership change started action=remove id=%llu "
+	          "address=%s", (unsigned long long)id, address);
 	return SNIPE_OK;
 }
 

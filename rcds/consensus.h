@@ -22,9 +22,11 @@ typedef struct rcds_consensus_config {
 	const char *dir;          /* Raft data directory (created if missing) */
 	const rcds_peer *peers;   /* the initial voters, used to bootstrap a new group */
 	size_t npeers;
+	bool join;                /* joins an existing group: no bootstrap; the leader adds
+	                           * it (rcds_consensus_add) and sends it the log or a snapshot */
 	unsigned election_ms;     /* default 200 */
 	unsigned heartbeat_ms;    /* default 50 */
-	unsigned snapshot_threshold; /* entries between snapshots; default 8192 */
+	unsigned snapshot_threshold; /* entries between snapshots; default 65536 */
 } rcds_consensus_config;
 
 typedef struct rcds_consensus rcds_consensus;
@@ -47,6 +49,26 @@ int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
 int rcds_consensus_propose(rcds_consensus *c, const Snipe__Command *cmd, rcds_done_fn done,
                            void *arg);
 bool rcds_consensus_is_leader(rcds_consensus *c);
+
+/* Called once when a membership change ends: code is SNIPE_OK or why it failed
+ * (SNIPE_ENOTLEADER if leadership was lost, SNIPE_ETIMEDOUT if a new replica did not
+ * catch up, SNIPE_EIO...); reason is for a person, valid during the call only. */
+typedef void (*rcds_change_fn)(void *arg, int code, const char *reason);
+/*
+ * Membership changes, leader only, one at a time. Adding puts replica id (its Raft
+ * transport at address, copied) in the configuration, sends it the log or a snapshot
+ * and, once it has caught up, makes it a voter; an id already there but not yet a
+ * voter (an add that failed to catch up) is only promoted. Removing takes id out of
+ * the configuration; the removed replica keeps running until its operator stops it.
+ * On SNIPE_OK done fires exactly once, later. Otherwise no callback and err says why:
+ * SNIPE_ENOTLEADER, SNIPE_EEXIST (id or address already a member), SNIPE_ENOTFOUND
+ * (remove: no such member), SNIPE_EBUSY (another change is in progress: retry),
+ * SNIPE_EINVAL, SNIPE_ENOMEM, SNIPE_EIO.
+ */
+int rcds_consensus_add(rcds_consensus *c, uint64_t id, const char *address,
+                       rcds_change_fn done, void *arg, char *err, size_t errlen);
+int rcds_consensus_remove(rcds_consensus *c, uint64_t id, rcds_change_fn done, void *arg,
+                          char *err, size_t errlen);
 /* Fills st's Raft fields (id, leader, term, indexes, members, state). Strings point into
  * the consensus; valid until the next loop iteration. members is malloc'd: free with
  * rcds_consensus_status_clear. */

@@ -24,7 +24,7 @@
 
 static const char *const known_keys[] = {
 	"id", "data", "raft", "listen", "watch", "peers", "admin_key", "election_ms", "heartbeat_ms",
-	"snapshot_threshold", "skew_ms", "log_level", NULL,
+	"snapshot_threshold", "skew_ms", "log_level", "join", NULL,
 };
 
 struct settings {
@@ -34,6 +34,7 @@ struct settings {
 	rcds_peer peers[MAX_PEERS];
 	size_t npeers;
 	uint64_t election_ms, heartbeat_ms, snapshot_threshold, skew_ms;
+	bool join; /* joins a running group instead of bootstrapping one */
 };
 
 static void usage(FILE *to)
@@ -41,7 +42,7 @@ static void usage(FILE *to)
 	fprintf(to,
 	        "usage: rcdsd [--config FILE] [--id N] [--data DIR] [--raft HOST:PORT]\n"
 	        "             [--listen ENDPOINT] [--peers ID=HOST:PORT,...] "
-	        "[--admin-key PUBKEY] [-d] [-n]\n"
+	        "[--admin-key PUBKEY] [--join] [-d] [-n]\n"
 	        "One replica of the SNIPE resource catalog. Flags override the [catalog] "
 	        "section of FILE.\n"
 	        "  --id N             this replica's Raft id (1..2^63)\n"
@@ -52,6 +53,8 @@ static void usage(FILE *to)
 	        "  --peers LIST       the initial members, id=host:port (this one may be "
 	        "omitted)\n"
 	        "  --admin-key HEX    the cluster's trust root (64 hex digits, or a .pub file)\n"
+	        "  --join             join a running group (ini: join = true): do not bootstrap;\n"
+	        "                     wait to be added with 'snipe catalog add ID HOST:PORT'\n"
 	        "  --election-ms N, --heartbeat-ms N, --snapshot-threshold N, --skew-ms N\n"
 	        "  -d                 stay in the foreground (otherwise: daemon, log to "
 	        "DIR/rcdsd.log)\n"
@@ -185,9 +188,12 @@ static int settle(const snipe_config *cfg, struct settings *st)
 	    (peers != NULL && parse_peers(peers, st) != 0) || add_self(st) != 0 ||
 	    number(cfg, "election_ms", 50, 60000, 200, &st->election_ms) != 0 ||
 	    number(cfg, "heartbeat_ms", 10, 10000, 50, &st->heartbeat_ms) != 0 ||
-	    number(cfg, "snapshot_threshold", 16, UINT32_MAX, 8192, &st->snapshot_threshold) != 0 ||
+	    number(cfg, "snapshot_threshold", 16, UINT32_MAX, 65536, &st->snapshot_threshold) != 0 ||
 	    number(cfg, "skew_ms", 100, 3600000, SNIPE_SKEW_DEFAULT_MS, &st->skew_ms) != 0)
 		return -1;
+	const char *join = snipe_config_get(cfg, "catalog", "join");
+	if (join != NULL && snipe_parse_bool(join, &st->join) != SNIPE_OK)
+		return fail("join: '%s' is not true or false", join);
 	if (st->heartbeat_ms >= st->election_ms)
 		return fail("heartbeat_ms (%llu) must be below election_ms (%llu)",
 		            (unsigned long long)st->heartbeat_ms, (unsigned long long)st->election_ms);
@@ -206,19 +212,19 @@ static int load_config(int argc, char **argv, snipe_config **cfg, bool *foregrou
 		{"heartbeat-ms", required_argument, NULL, 8},
 		{"snapshot-threshold", required_argument, NULL, 9},
 		{"skew-ms", required_argument, NULL, 10}, {"log-level", required_argument, NULL, 11},
-		{"watch", required_argument, NULL, 12},
+		{"watch", required_argument, NULL, 12}, {"join", no_argument, NULL, 13},
 		{"help", no_argument, NULL, 'h'}, {0},
 	};
 	static const char *const flag_keys[] = {NULL, "id", "data", "raft", "listen", "peers",
 	                                        "admin_key", "election_ms", "heartbeat_ms",
 	                                        "snapshot_threshold", "skew_ms", "log_level",
-	                                        "watch"};
+	                                        "watch", "join"};
 	const char *path = NULL;
-	const char *flags[13] = {0};
+	const char *flags[14] = {0};
 	int opt;
 	while ((opt = getopt_long(argc, argv, "c:dnh", opts, NULL)) != -1) {
-		if (opt >= 1 && opt <= 12)
-			flags[opt] = optarg;
+		if (opt >= 1 && opt <= 13)
+			flags[opt] = optarg != NULL ? optarg : "true";
 		else if (opt == 'c')
 			path = optarg;
 		else if (opt == 'd')
@@ -240,7 +246,7 @@ static int load_config(int argc, char **argv, snipe_config **cfg, bool *foregrou
 	                      : snipe_config_new(cfg);
 	if (rc != SNIPE_OK)
 		return fail("%s", path != NULL ? err : snipe_strerror(rc));
-	for (int i = 1; i <= 12; i++)
+	for (int i = 1; i <= 13; i++)
 		if (flags[i] != NULL && snipe_config_set(*cfg, "catalog", flag_keys[i], flags[i]) != SNIPE_OK)
 			return fail("out of memory");
 	return 0;
@@ -312,7 +318,7 @@ static int run(struct settings *st, bool foreground)
 		return fail("%s", err);
 	snprintf(path, sizeof(path), "%s/raft", st->data);
 	rcds_consensus_config ccfg = {.id = st->id, .dir = path, .peers = st->peers,
-	                              .npeers = st->npeers,
+	                              .npeers = st->npeers, .join = st->join,
 	                              .election_ms = (unsigned)st->election_ms,
 	                              .heartbeat_ms = (unsigned)st->heartbeat_ms,
 	                              .snapshot_threshold = (unsigned)st->snapshot_threshold};
@@ -325,8 +331,9 @@ static int run(struct settings *st, bool foreground)
 	r.sigterm.data = r.sigint.data = &r;
 	uv_signal_start(&r.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&r.sigint, on_signal, SIGINT);
-	snipe_log(SNIPE_LOG_INFO, "rcdsd", "started id=%llu raft=%s listen=%s members=%zu",
-	          (unsigned long long)st->id, st->raft, st->listen, st->npeers);
+	snipe_log(SNIPE_LOG_INFO, "rcdsd", "started id=%llu raft=%s listen=%s members=%zu join=%s",
+	          (unsigned long long)st->id, st->raft, st->listen, st->npeers,
+	          st->join ? "true" : "false");
 	uv_run(&r.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&r.loop);
 	rcds_store_close(r.store);
@@ -345,7 +352,10 @@ int main(int argc, char **argv)
 	int rc = load_config(argc, argv, &cfg, &foreground, &check_only);
 	if (rc == 0)
 		rc = settle(cfg, &st);
-	if (rc == 0 && check_only)
+	if (rc == 0 && check_only && st.join)
+		printf("rcdsd: configuration ok (replica %llu, joining a running group)\n",
+		       (unsigned long long)st.id);
+	else if (rc == 0 && check_only)
 		printf("rcdsd: configuration ok (replica %llu of %zu)\n", (unsigned long long)st.id,
 		       st.npeers);
 	else if (rc == 0)

@@ -31,6 +31,17 @@ struct call {
 	struct call *next;
 };
 
+/* The membership change in flight (libraft makes one at a time) and the answer to the
+ * last one: a client retrying the same request id (its wait ran out during a long
+ * catch-up) gets that change's answer rather than starting it again. */
+struct member_change {
+	struct call *call; /* in flight, or NULL */
+	bool answered;     /* last_* hold an answer */
+	uint8_t last_id[REQUEST_ID_BYTES];
+	int last_code;
+	char last_reason[256];
+};
+
 struct rcds_server {
 	uv_loop_t *loop;
 	int sock;
@@ -47,6 +58,7 @@ struct rcds_server {
 	snipe_verifier *verifier;
 	snipe_session_table *sessions;
 	struct call *parked;
+	struct member_change member;
 	int open_handles; /* closed asynchronously before s is freed */
 };
 
@@ -131,7 +143,7 @@ static int check_write(const Snipe__WriteRequest *w, const uint8_t *signer, char
 	for (size_t i = 0; i < w->n_puts; i++) {
 		const Snipe__Assertion *a = w->puts[i]->assertion;
 		if (a == NULL)
-			return sni_err(err, errlen, SNIPE_EDECODE, "put %zu has no assertion", i);
+			return sni_err(err, errlen, SNIPE_EDECODE, "put %zu has no assertion", i + 1);
 		int rc = sni_assertion_check(a->content.data, a->content.len, a->author.data,
 		                             a->author.len, a->signature.data, a->signature.len,
 		                             true, NULL, err, errlen);
@@ -139,7 +151,7 @@ static int check_write(const Snipe__WriteRequest *w, const uint8_t *signer, char
 			return rc;
 		if (memcmp(a->author.data, signer, SNIPE_PK_BYTES) != 0)
 			return sni_err(err, errlen, SNIPE_EDENIED,
-			               "put %zu: the assertion's author is not the requester", i);
+			               "put %zu: the assertion's author is not the requester", i + 1);
 	}
 	for (size_t i = 0; i < w->n_deletes; i++) {
 		const Snipe__DeleteItem *d = w->deletes[i];
@@ -448,6 +460,71 @@ static void do_status(rcds_server *s, void *control, const Snipe__Request *req)
 	rcds_consensus_status_clear(&st);
 }
 
+/* -------------------------------------------------------------- membership */
+
+static void member_done(void *arg, int code, const char *reason)
+{
+	struct call *c = arg;
+	struct member_change *mc = &c->s->member;
+	mc->call = NULL;
+	mc->answered = true;
+	memcpy(mc->last_id, c->id, REQUEST_ID_BYTES);
+	mc->last_code = code;
+	snprintf(mc->last_reason, sizeof(mc->last_reason), "%s", reason);
+	reply_code(c->s, c->control, c->id, code, code != SNIPE_OK ? reason : NULL, 0);
+	call_free(c);
+}
+
+/* Adds or removes a replica: the admin only, on the leader only; answered when the
+ * change is committed (or has failed). */
+static void do_member(rcds_server *s, void *control, const Snipe__Request *req,
+                      const uint8_t *signer)
+{
+	const Snipe__MemberRequest *m = req->member;
+	struct member_change *mc = &s->member;
+	if (signer == NULL || memcmp(signer, s->admin_pk, SNIPE_PK_BYTES) != 0) {
+		snipe_log(SNIPE_LOG_WARN, "server", "membership change refused id=%llu "
+		          "reason=\"the requester is not the admin\"", (unsigned long long)m->id);
+		reply_code(s, control, req->id.data, SNIPE_EDENIED,
+		           "only the admin may change the catalog's members", 0);
+		return;
+	}
+	if (s->consensus == NULL || !rcds_consensus_is_leader(s->consensus)) {
+		reply_not_leader(s, control, req->id.data);
+		return;
+	}
+	if (mc->call != NULL && memcmp(mc->call->id, req->id.data, REQUEST_ID_BYTES) == 0) {
+		nn_freemsg(mc->call->control); /* the earlier copy's client has given up on it */
+		mc->call->control = control;
+		return;
+	}
+	if (mc->answered && memcmp(mc->last_id, req->id.data, REQUEST_ID_BYTES) == 0) {
+		reply_code(s, control, req->id.data, mc->last_code,
+		           mc->last_code != SNIPE_OK ? mc->last_reason : NULL, 0);
+		return;
+	}
+	char err[256] = "";
+	struct call *c = call_new(s, control, req->id.data);
+	int rc = SNIPE_ENOMEM;
+	if (c != NULL && m->action == SNIPE__MEMBER_REQUEST__ACTION__ADD)
+		rc = rcds_consensus_add(s->consensus, m->id, m->address, member_done, c, err,
+		                        sizeof(err));
+	else if (c != NULL && m->action == SNIPE__MEMBER_REQUEST__ACTION__REMOVE)
+		rc = rcds_consensus_remove(s->consensus, m->id, member_done, c, err, sizeof(err));
+	else if (c != NULL)
+		rc = sni_err(err, sizeof(err), SNIPE_EINVAL, "unknown membership action %d",
+		             (int)m->action);
+	if (rc == SNIPE_OK) {
+		mc->call = c;
+		return;
+	}
+	free(c);
+	if (rc == SNIPE_ENOTLEADER)
+		reply_not_leader(s, control, req->id.data);
+	else
+		reply_code(s, control, req->id.data, rc, err[0] != '\0' ? err : NULL, 0);
+}
+
 /* ---------------------------------------------------------------- requests */
 
 /* Answers a signed SESSION_OPEN: the session id and this side's X25519 key. */
@@ -514,6 +591,9 @@ static void handle(rcds_server *s, const uint8_t *buf, size_t len, void *control
 		break;
 	case SNIPE__REQUEST__OP_STATUS:
 		do_status(s, control, req);
+		break;
+	case SNIPE__REQUEST__OP_MEMBER:
+		do_member(s, control, req, signer);
 		break;
 	default:
 		reply_code(s, control, req->id.data, SNIPE_EINVAL, "request has no operation", 0);

@@ -1,7 +1,8 @@
 /*
  * server.h — the client side of a catalog replica: a nanomsg raw REP socket on the
  * libuv loop, signed requests in, replies out. Writes go to Raft (consensus.h), reads
- * are served from the local store, waiting for min_index when asked.
+ * are served from the local store, waiting for min_index when asked. Membership
+ * changes (admin only) are made by the leader and answered once committed.
  */
 #ifndef RCDS_SERVER_H
 #define RCDS_SERVER_H

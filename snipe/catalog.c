@@ -813,3 +813,45 @@ int rcds_status_get(rcds_client *c, const char *endpoint, rcds_status *out, char
 	snipe__reply__free_unpacked(r, NULL);
 	return rc;
 }
+
+/* --------------------------------------------------------------- membership */
+
+/* Sent like any request, within the client's timeout: the leader answers when the change
+ * is committed, and answers a retry under the same id (after an attempt's wait ran out)
+ * with that change's result instead of making it again. */
+static int member_call(rcds_client *c, Snipe__MemberRequest *m, char *err, size_t errlen)
+{
+	Snipe__Request req;
+	uint8_t id[REQUEST_ID_BYTES];
+	new_request(&req, id);
+	req.op_case = SNIPE__REQUEST__OP_MEMBER;
+	req.member = m;
+	Snipe__Reply *r = NULL;
+	int rc = call(c, &req, &r, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	rc = reply_result(c, r, err, errlen);
+	snipe__reply__free_unpacked(r, NULL);
+	return rc;
+}
+
+int rcds_member_add(rcds_client *c, uint64_t id, const char *raft_address, char *err,
+                    size_t errlen)
+{
+	if (id == 0 || id > INT64_MAX || raft_address == NULL || strchr(raft_address, ':') == NULL)
+		return sni_err(err, errlen, SNIPE_EINVAL, "a member needs an id from 1 to 2^63-1 "
+		               "and a Raft address HOST:PORT");
+	Snipe__MemberRequest m = SNIPE__MEMBER_REQUEST__INIT;
+	m.action = SNIPE__MEMBER_REQUEST__ACTION__ADD;
+	m.id = id;
+	m.address = (char *)raft_address;
+	return member_call(c, &m, err, errlen);
+}
+
+int rcds_member_remove(rcds_client *c, uint64_t id, char *err, size_t errlen)
+{
+	Snipe__MemberRequest m = SNIPE__MEMBER_REQUEST__INIT;
+	m.action = SNIPE__MEMBER_REQUEST__ACTION__REMOVE;
+	m.id = id;
+	return member_call(c, &m, err, errlen);
+}

@@ -1,6 +1,7 @@
 /*
- * catalog.c — the catalog commands of `snipe`: lookup, query, assert, and
- * `catalog status`. Tables for people by default, --json (jansson) for programs.
+ * catalog.c — the catalog commands of `snipe`: lookup, query, assert, watch, and
+ * `catalog status|add|remove`. Tables for people by default, --json (jansson) for
+ * programs.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -9,6 +10,9 @@
 
 #include "cli.h"
 #include "rcds.h"
+
+/* A membership change waits for the new replica to catch up: give it time. */
+#define MEMBER_TIMEOUT_MS 30000
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -372,6 +376,27 @@ int cmd_watch(struct cli *c, int argc, char **argv)
 
 /* ------------------------------------------------------------------ status */
 
+/* The Raft group as one replica sees it. */
+static json_t *members_json(const rcds_status *st)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < st->nmembers; i++)
+		json_array_append_new(arr, json_pack("{s:I, s:s, s:b}", "id",
+		                                     (json_int_t)st->members[i].id, "address",
+		                                     st->members[i].address, "voter",
+		                                     st->members[i].voter));
+	return arr;
+}
+
+static void print_members(const rcds_status *st)
+{
+	printf("\nMEMBERS (as replica %llu, %s, sees them)\n", (unsigned long long)st->id,
+	       st->state);
+	for (size_t i = 0; i < st->nmembers; i++)
+		printf("%4llu %-28s %s\n", (unsigned long long)st->members[i].id,
+		       st->members[i].address, st->members[i].voter ? "voter" : "non-voter");
+}
+
 static int catalog_status(struct cli *c, bool json)
 {
 	const char *list = snipe_client_catalog(c->cfg, c->catalog_flag);
@@ -384,6 +409,8 @@ static int catalog_status(struct cli *c, bool json)
 	char *copy = strdup(list), *save = NULL;
 	json_t *arr = json_array();
 	int answered = 0;
+	rcds_status view; /* the leader's answer, else the first one */
+	bool have_view = false;
 	if (!json)
 		printf("%-28s %4s %-11s %6s %6s %9s %9s\n", "ENDPOINT", "ID", "STATE", "LEADER",
 		       "TERM", "APPLIED", "COMMIT");
@@ -393,15 +420,19 @@ static int catalog_status(struct cli *c, bool json)
 		int e = rcds_status_get(client, ep, &st, err, sizeof(err));
 		if (e == SNIPE_OK)
 			answered++;
-		if (json && e == SNIPE_OK)
-			json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:I}",
-			                                     "endpoint", ep, "id", (json_int_t)st.id,
-			                                     "state", st.state, "leader",
-			                                     (json_int_t)st.leader_id, "term",
-			                                     (json_int_t)st.term, "applied",
-			                                     (json_int_t)st.applied_index, "commit",
-			                                     (json_int_t)st.commit_index));
-		else if (json)
+		if (e == SNIPE_OK && (!have_view || strcmp(st.state, "leader") == 0)) {
+			view = st;
+			have_view = true;
+		}
+		if (json && e == SNIPE_OK) {
+			json_t *o = json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:I}", "endpoint", ep, "id",
+			                      (json_int_t)st.id, "state", st.state, "leader",
+			                      (json_int_t)st.leader_id, "term", (json_int_t)st.term,
+			                      "applied", (json_int_t)st.applied_index, "commit",
+			                      (json_int_t)st.commit_index);
+			json_object_set_new(o, "members", members_json(&st));
+			json_array_append_new(arr, o);
+		} else if (json)
 			json_array_append_new(arr, json_pack("{s:s, s:s}", "endpoint", ep, "error",
 			                                     snipe_strerror(e)));
 		else if (e == SNIPE_OK)
@@ -412,6 +443,8 @@ static int catalog_status(struct cli *c, bool json)
 		else
 			printf("%-28s %4s %-11s (%s)\n", ep, "-", "down", snipe_strerror(e));
 	}
+	if (!json && have_view)
+		print_members(&view);
 	if (json) {
 		json_dumpf(arr, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
@@ -423,11 +456,64 @@ static int catalog_status(struct cli *c, bool json)
 	return answered > 0 ? CLI_OK : cli_fail(CLI_FAIL, "catalog: no replica answered");
 }
 
+/* -------------------------------------------------------------- membership */
+
+/* argv[0] is "add" (ID HOST:PORT follow) or "remove" (ID follows). */
+static int catalog_member(struct cli *c, int argc, char **argv, const char *usage)
+{
+	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+	const char *what = argv[0];
+	bool add = strcmp(what, "add") == 0;
+	int opt = getopt_long(argc, argv, "h", opts, NULL);
+	if (opt != -1) { /* --help, or an option these commands do not have */
+		fprintf(opt == 'h' ? stdout : stderr, "%s", usage);
+		return opt == 'h' ? CLI_OK : CLI_USAGE;
+	}
+	if (argc - optind != (add ? 2 : 1))
+		return cli_fail(CLI_USAGE, "catalog %s: expected %s (see 'snipe catalog --help')",
+		                what, add ? "ID HOST:PORT" : "ID");
+	uint64_t id = 0;
+	if (snipe_parse_u64(argv[optind], 1, INT64_MAX, &id) != SNIPE_OK)
+		return cli_fail(CLI_USAGE, "catalog %s: '%s' is not a replica id (1 to 2^63-1)", what,
+		                argv[optind]);
+	const char *address = add ? argv[optind + 1] : NULL;
+	if (add && (strchr(address, ':') == NULL || strlen(address) > 63))
+		return cli_fail(CLI_USAGE, "catalog add: '%s' is not the HOST:PORT of a Raft "
+		                "transport", address);
+	snipe_key *key = NULL;
+	rcds_client *client = NULL;
+	int rc = cli_open_catalog(c, &key, &client);
+	if (rc != CLI_OK)
+		return rc;
+	rcds_client_set_timeout(client, MEMBER_TIMEOUT_MS);
+	char err[512];
+	int e = add ? rcds_member_add(client, id, address, err, sizeof(err))
+	            : rcds_member_remove(client, id, err, sizeof(err));
+	if (e != SNIPE_OK)
+		rc = cli_fail(CLI_FAIL, "catalog %s: %s (%s)", what, err, snipe_errname(e));
+	else if (add)
+		printf("replica %llu (%s) is a voting member\n", (unsigned long long)id, address);
+	else
+		printf("replica %llu is no longer a member: stop its rcdsd now\n",
+		       (unsigned long long)id);
+	rcds_client_close(client);
+	snipe_key_free(key);
+	return rc;
+}
+
 int cmd_catalog(struct cli *c, int argc, char **argv)
 {
-	static const char usage[] = "usage: snipe catalog status [--json]\n"
-	                            "Shows each catalog replica: its Raft state, leader, term "
-	                            "and indexes.\n";
+	static const char usage[] =
+		"usage: snipe catalog status [--json]\n"
+		"       snipe catalog add ID HOST:PORT\n"
+		"       snipe catalog remove ID\n"
+		"status  shows each catalog replica: its Raft state, leader, term and indexes.\n"
+		"add     makes replica ID a voting member; it must already run 'rcdsd --join' with\n"
+		"        its Raft transport at HOST:PORT. Waits (up to 30 s) while it catches up.\n"
+		"remove  takes replica ID out of the group; its rcdsd keeps running until you\n"
+		"        stop it. add and remove need the admin key.\n";
+	if (argc >= 2 && (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "remove") == 0))
+		return catalog_member(c, argc - 1, argv + 1, usage);
 	if (argc < 2 || strcmp(argv[1], "status") != 0) {
 		bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
 		fprintf(help ? stdout : stderr, "%s", usage);

@@ -21,7 +21,7 @@ static const struct command {
 	{"query", cmd_query, "list URNs by prefix and ATTR=VALUE"},
 	{"assert", cmd_assert, "sign and write ATTR=VALUE assertions about a URN"},
 	{"watch", cmd_watch, "print changes under a URN prefix as they are applied"},
-	{"catalog", cmd_catalog, "catalog replicas: status"},
+	{"catalog", cmd_catalog, "catalog replicas: status, add, remove"},
 };
 
 static void usage(FILE *to)

@@ -16,12 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "testutil.h"
 
@@ -55,6 +58,8 @@ struct tc_cluster {
 	char *admin_path;
 	int bad; /* replicas that ended other than as we asked */
 	pid_t owner; /* the process that started the replicas */
+	int port_locks[3 * TC_MAX_REPLICAS]; /* see pick_ports */
+	int nlocks;
 	tc_cluster *next; /* in the list of live clusters, for the exit handler */
 };
 
@@ -157,27 +162,94 @@ static void registry_remove(tc_cluster *c)
 
 /* ------------------------------------------------------------------- ports */
 
-/* Free loopback ports: bound to port 0 all at once (so they differ), read back and
- * released. Another process could take one before the replica binds it, but the
- * kernel hands out each port in turn, so parallel test runs do not meet in practice. */
-static void pick_ports(int *ports, int n)
+/*
+ * Ports come from below the kernel's ephemeral range, never from it: a port handed out
+ * by bind(0) is soon handed out again, to a parallel test run or as the local port of
+ * an outgoing connection, and a killed replica could then not listen again on
+ * restart (or a replica would receive another cluster's Raft traffic). Each port is
+ * reserved among test processes by an flock on a file named after it, held while the
+ * cluster lives and dropped by the kernel if the test dies, and checked free by
+ * binding it.
+ */
+#define PORT_SPAN 12000
+
+static void ephemeral_range(int *lo, int *hi)
 {
-	int fds[3 * TC_MAX_REPLICAS];
-	ck_assert(n <= 3 * TC_MAX_REPLICAS);
-	for (int k = 0; k < n; k++) {
-		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-		socklen_t alen = sizeof(a);
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		fds[k] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		ck_assert_msg(fds[k] >= 0, "socket: %s", strerror(errno));
-		ck_assert_msg(bind(fds[k], (struct sockaddr *)&a, sizeof(a)) == 0, "bind: %s",
-		              strerror(errno));
-		ck_assert_msg(getsockname(fds[k], (struct sockaddr *)&a, &alen) == 0,
-		              "getsockname: %s", strerror(errno));
-		ports[k] = ntohs(a.sin_port);
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	if (f == NULL || fscanf(f, "%d %d", lo, hi) != 2) {
+		*lo = 32768;
+		*hi = 60999;
 	}
-	for (int k = 0; k < n; k++)
-		close(fds[k]);
+	if (f != NULL)
+		fclose(f);
+}
+
+static bool port_free(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* The lock file's descriptor; -1 if another test holds the port; -2 if ports cannot be
+ * locked here at all (then they are only checked free). */
+static int port_lock(const char *dir, int port)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%d", dir, port);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -2;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* n distinct free ports, reserved for c until tc_cluster_stop. */
+static void pick_ports(tc_cluster *c, int *ports, int n)
+{
+	int lo, hi, base, span;
+	ephemeral_range(&lo, &hi);
+	if (lo - PORT_SPAN >= 1024) {
+		base = lo - PORT_SPAN;
+		span = PORT_SPAN;
+	} else {
+		base = hi + 1;
+		span = 65536 - base;
+	}
+	ck_assert_msg(span >= 1000, "no port range outside the ephemeral ports %d-%d", lo, hi);
+	const char *tmp = getenv("TMPDIR");
+	char *dir = xprintf("%s/snipe-test-ports-%u", tmp != NULL ? tmp : "/tmp",
+	                    (unsigned)getuid());
+	mkdir(dir, 0700);
+	for (int k = 0; k < n; k++) {
+		int tries = 0;
+		for (ports[k] = 0; ports[k] == 0 && tries < 1000; tries++) {
+			int port = base + (int)randombytes_uniform((uint32_t)span);
+			bool taken = false;
+			for (int j = 0; j < k; j++)
+				taken = taken || ports[j] == port;
+			int fd = taken ? -1 : port_lock(dir, port);
+			if (fd == -1)
+				continue;
+			if (!port_free(port)) {
+				if (fd >= 0)
+					close(fd);
+				continue;
+			}
+			ports[k] = port;
+			if (fd >= 0)
+				c->port_locks[c->nlocks++] = fd;
+		}
+		ck_assert_msg(ports[k] != 0, "no free port in %d-%d", base, base + span - 1);
+	}
+	free(dir);
 }
 
 /* --------------------------------------------------------------- processes */
@@ -281,6 +353,20 @@ static void build_argv(tc_cluster *c, int i, const char *peers, const char *cons
 	free(pub);
 }
 
+/* Replica i's addresses (ports: Raft, client, watch) and its files in the directory. */
+static void place(tc_cluster *c, int i, const int *ports)
+{
+	struct replica *r = &c->r[i];
+	snprintf(r->raft, sizeof(r->raft), "127.0.0.1:%d", ports[0]);
+	snprintf(r->endpoint, sizeof(r->endpoint), "tcp://127.0.0.1:%d", ports[1]);
+	snprintf(r->watch, sizeof(r->watch), "tcp://127.0.0.1:%d", ports[2]);
+	char name[24];
+	snprintf(name, sizeof(name), "r%d", i + 1);
+	r->data = tu_path(c->dir, name);
+	snprintf(name, sizeof(name), "r%d.log", i + 1);
+	r->log = tu_path(c->dir, name);
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 tc_cluster *tc_cluster_launch(const char *rcdsd, int replicas, const char *const *extra)
@@ -299,21 +385,14 @@ tc_cluster *tc_cluster_launch(const char *rcdsd, int replicas, const char *const
 	              "save admin key: %s", err);
 
 	int ports[3 * TC_MAX_REPLICAS];
-	pick_ports(ports, 3 * replicas);
+	pick_ports(c, ports, 3 * replicas);
 	size_t cap = (size_t)replicas * 64;
 	char *peers = calloc(1, cap);
 	c->endpoints = calloc(1, cap);
 	ck_assert_msg(peers != NULL && c->endpoints != NULL, "out of memory");
 	for (int i = 0; i < replicas; i++) {
 		struct replica *r = &c->r[i];
-		snprintf(r->raft, sizeof(r->raft), "127.0.0.1:%d", ports[3 * i]);
-		snprintf(r->endpoint, sizeof(r->endpoint), "tcp://127.0.0.1:%d", ports[3 * i + 1]);
-		snprintf(r->watch, sizeof(r->watch), "tcp://127.0.0.1:%d", ports[3 * i + 2]);
-		char name[16];
-		snprintf(name, sizeof(name), "r%d", i + 1);
-		r->data = tu_path(c->dir, name);
-		snprintf(name, sizeof(name), "r%d.log", i + 1);
-		r->log = tu_path(c->dir, name);
+		place(c, i, &ports[3 * i]);
 		snprintf(peers + strlen(peers), cap - strlen(peers), "%s%d=%s", i ? "," : "", i + 1,
 		         r->raft);
 		snprintf(c->endpoints + strlen(c->endpoints), cap - strlen(c->endpoints), "%s%s",
@@ -383,6 +462,8 @@ int tc_cluster_stop(tc_cluster *c)
 	} else {
 		tu_rmtree(c->dir);
 	}
+	for (int k = 0; k < c->nlocks; k++)
+		close(c->port_locks[k]);
 	snipe_key_free(c->admin);
 	free(c->admin_path);
 	free(c->endpoints);
@@ -419,6 +500,49 @@ void tc_cluster_wipe(tc_cluster *c, int i)
 	ck_assert_msg(stat(c->r[i].data, &st) != 0, "%s is still there", c->r[i].data);
 }
 
+int tc_cluster_add_replica(tc_cluster *c, const char *const *extra)
+{
+	ck_assert_msg(c->n < TC_MAX_REPLICAS, "cluster: already %d replicas", c->n);
+	int i = c->n, ports[3];
+	pick_ports(c, ports, 3);
+	place(c, i, ports);
+	struct replica *r = &c->r[i];
+
+	size_t nextra = 0;
+	while (extra != NULL && extra[nextra] != NULL)
+		nextra++;
+	const char **flags = calloc(nextra + 2, sizeof(*flags));
+	ck_assert_msg(flags != NULL, "out of memory");
+	flags[0] = "--join";
+	for (size_t j = 0; j < nextra; j++)
+		flags[j + 1] = extra[j];
+	char *self = xprintf("%d=%s", i + 1, r->raft);
+	build_argv(c, i, self, flags);
+	free(self);
+	free(flags);
+
+	char *endpoints = xprintf("%s,%s", c->endpoints, r->endpoint);
+	free(c->endpoints);
+	c->endpoints = endpoints;
+	c->n++;
+	fprintf(stderr, "cluster: replica %d joins, raft %s, endpoint %s\n", i + 1, r->raft,
+	        r->endpoint);
+	spawn(c, i);
+	uint64_t deadline = now_ms() + START_TIMEOUT_MS;
+	for (;;) {
+		rcds_status st;
+		check_running(c);
+		if (tc_cluster_status(c, i, &st) == SNIPE_OK)
+			return i;
+		if (r->pid == 0 || now_ms() >= deadline)
+			break;
+		sleep_ms(POLL_MS);
+	}
+	tc_cluster_dump_logs(c, LOG_TAIL_LINES);
+	ck_abort_msg("cluster: replica %d did not answer within %d ms", i + 1, START_TIMEOUT_MS);
+	return -1;
+}
+
 /* ------------------------------------------------------------------ access */
 
 int tc_cluster_size(const tc_cluster *c)
@@ -440,6 +564,12 @@ const char *tc_cluster_endpoint(const tc_cluster *c, int i)
 {
 	ck_assert(i >= 0 && i < c->n);
 	return c->r[i].endpoint;
+}
+
+const char *tc_cluster_raft_address(const tc_cluster *c, int i)
+{
+	ck_assert(i >= 0 && i < c->n);
+	return c->r[i].raft;
 }
 
 const snipe_key *tc_cluster_admin_key(const tc_cluster *c)

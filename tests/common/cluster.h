@@ -8,6 +8,10 @@
  * calling thread and die with it (PR_SET_PDEATHSIG): start, restart and wipe clusters
  * from the test's main thread only. Leftover replicas are also killed at exit.
  *
+ * Ports are picked below the kernel's ephemeral range and reserved among concurrent
+ * test processes (flock on $TMPDIR/snipe-test-ports-<uid>/<port>) while the cluster
+ * lives, so a restarted replica gets its ports back and parallel runs do not meet.
+ *
  * The directory holds admin.key (+ admin.key.pub), rN/ (replica N's data) and rN.log
  * (its stderr). tc_cluster_stop removes it unless $SNIPE_KEEP_TEST_DIRS is set; a
  * failed test leaves it in place, and its path is printed when the cluster starts.
@@ -58,10 +62,13 @@ int tc_cluster_stop(tc_cluster *c);
 int tc_cluster_size(const tc_cluster *c);
 /* The scratch directory; valid until stop. */
 const char *tc_cluster_dir(const tc_cluster *c);
-/* "tcp://127.0.0.1:P1,tcp://127.0.0.1:P2,..." in replica order; valid until stop. */
+/* "tcp://127.0.0.1:P1,tcp://127.0.0.1:P2,..." in replica order; valid until stop or
+ * tc_cluster_add_replica. */
 const char *tc_cluster_endpoints(const tc_cluster *c);
 /* Replica i's client endpoint; valid until stop. */
 const char *tc_cluster_endpoint(const tc_cluster *c, int i);
+/* Replica i's Raft address, host:port; valid until stop. */
+const char *tc_cluster_raft_address(const tc_cluster *c, int i);
 /* The admin key (the cluster's trust root), and the path of its private key file. */
 const snipe_key *tc_cluster_admin_key(const tc_cluster *c);
 const char *tc_cluster_admin_key_path(const tc_cluster *c);
@@ -74,6 +81,15 @@ void tc_cluster_kill(tc_cluster *c, int i);
 void tc_cluster_restart(tc_cluster *c, int i);
 /* Kills replica i if running and deletes its data directory. */
 void tc_cluster_wipe(tc_cluster *c, int i);
+/*
+ * Starts one more replica, with --join (it does not bootstrap; it waits to be added,
+ * e.g. rcds_member_add with its tc_cluster_raft_address), on ports picked as above,
+ * trusting the same admin key. extra: more flags for it only, as in tc_cluster_launch
+ * (the launch's own extra flags are not repeated). Its endpoint is appended to
+ * tc_cluster_endpoints. Waits until it answers status requests; returns its index
+ * (its id is index + 1). At most TC_MAX_REPLICAS replicas in all.
+ */
+int tc_cluster_add_replica(tc_cluster *c, const char *const *extra);
 
 /* Replica i's status (a short timeout); SNIPE_OK or the client's code. */
 int tc_cluster_status(tc_cluster *c, int i, rcds_status *out);

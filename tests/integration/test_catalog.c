@@ -845,10 +845,10 @@ START_TEST(test_lagging_replica_catches_up_by_snapshot)
 END_TEST
 
 /*
- * A replica that lost all its data comes back under the same id. With libraft 0.15
- * this stalls while the same leader leads: the leader still holds the replica's old
- * match index, so the reply to the installed snapshot does not move it out of the
- * snapshot state (see the report that came with this test).
+ * A replica that lost all its data comes back under the same id. libraft 0.15 keeps
+ * the replica's old match index on the leader, so the reply to the installed snapshot
+ * does not move it out of the snapshot state; only the install-snapshot timeout (1 s
+ * in rcds/consensus.c, 30 s by default) lets it catch up.
  */
 START_TEST(test_wiped_replica_catches_up_by_snapshot)
 {
