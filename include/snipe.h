@@ -278,12 +278,14 @@ typedef struct snipe_session snipe_session;
  * borrowed and must outlive the session. */
 int snipe_session_begin(const snipe_key *k, snipe_session **out, uint8_t **env,
                         size_t *env_len);
-/* Completes it with the receiver's answer (SessionOpened: id and X25519 key). */
+/* Completes it with the receiver's answer (SessionOpened: id and X25519 key).
+ * SNIPE_EDECODE for a malformed answer; SNIPE_EINVAL if already complete. */
 int snipe_session_complete(snipe_session *s, const uint8_t *id, size_t id_len,
                            const uint8_t *kx_public, size_t kx_len);
 bool snipe_session_ready(const snipe_session *s);
 void snipe_session_free(snipe_session *s);
-/* Seals body in a session envelope (next counter, current time). *out is malloc'd. */
+/* Seals body in a session envelope (next counter, current time). *out is malloc'd.
+ * SNIPE_EINVAL before completion, or for type SESSION_OPEN (always signed). */
 int snipe_session_seal(snipe_session *s, uint32_t type, const void *body, size_t len,
                        uint8_t **out, size_t *outlen);
 
@@ -298,7 +300,9 @@ int snipe_session_table_new(const snipe_keyring *kr, size_t cap, uint32_t ttl_ms
 void snipe_session_table_free(snipe_session_table *t);
 /* Whether buf is a session envelope (has a session id), as opposed to a signed one. */
 bool snipe_env_is_session(const uint8_t *buf, size_t len);
-/* Accepts an opened SESSION_OPEN message m: id and kx_public are for the answer. */
+/* Accepts an opened SESSION_OPEN message m: id and kx_public are for the answer.
+ * SNIPE_EWRONGTYPE for another type, SNIPE_EDECODE for an unusable key (the table is
+ * then unchanged). */
 int snipe_session_accept(snipe_session_table *t, const snipe_env_msg *m, uint8_t *id,
                          uint8_t *kx_public, char *err, size_t errlen);
 /* Opens a session envelope like snipe_env_open: SNIPE_ESESSION (unknown, expired, or

@@ -134,7 +134,11 @@ static const char *required(const snipe_config *cfg, const char *key, int *bad)
 {
 	const char *v = snipe_config_get(cfg, "catalog", key);
 	if (v == NULL || *v == '\0') {
-		fail("%s is required (flag --%s or [catalog] %s)", key, key, key);
+		char flag[32];
+		snprintf(flag, sizeof(flag), "%s", key);
+		for (char *p = flag; *p != '\0'; p++)
+			*p = *p == '_' ? '-' : *p;
+		fail("%s is required (flag --%s or [catalog] %s)", key, flag, key);
 		*bad = 1;
 	}
 	return v;

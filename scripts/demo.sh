@@ -1,47 +1,123 @@
 #!/usr/bin/env bash
-# demo.sh — installs what is missing, builds, and shows what SNIPE can do so far:
-# identities (snipe keygen) and signed envelopes that reject tampering.
-# Later stages grow this into: cluster up, spawn, kill a host, resume elsewhere.
+# demo.sh — installs what is missing, builds, and shows what SNIPE does today:
+# identities and signed envelopes, then a 3-replica catalog on loopback that stores
+# signed assertions, refuses a stale compare-and-set, and keeps working (and keeps its
+# data) after its leader is killed with SIGKILL. Everything it starts is stopped on exit.
+# Later stages grow this into: spawn, kill a host, resume elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== building SNIPE =="
 scripts/build.sh build
 SNIPE=$PWD/build/snipe
+unset SNIPE_CATALOG SNIPE_KEY SNIPE_CONFIG
+
 work=$(mktemp -d /tmp/snipe-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+cluster=$work/cluster
+cleanup() {
+  if [ -f "$cluster/pids" ]; then
+    "$SNIPE" cluster down --dir "$cluster" || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 cd "$work"
 
 step() { printf '\n== %s ==\n' "$*"; }
+say() { printf -- '-- %s\n' "$*"; }
+# Shows the command, then runs it.
+run() {
+  printf '$ snipe %s\n' "$*"
+  "$SNIPE" "$@"
+}
+# Prints `snipe cluster status` once every live replica in its first table agrees on
+# a leader other than $1 (at most 10 tries); fails if that does not happen.
+wait_new_leader() {
+  local old=$1 table
+  for _ in $(seq 10); do
+    table=$("$SNIPE" cluster status --dir "$cluster" 2>/dev/null || true)
+    if awk -v old="$old" 'NF == 0 { exit } NR > 1 && $3 != "down" { n++; l[$4]++ }
+        END { for (x in l) if (x != old && x != 0 && l[x] == n) exit 0; exit 1 }' \
+        <<<"$table"; then
+      printf '%s\n' "$table"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "demo: no new catalog leader after killing replica $old" >&2
+  return 1
+}
 
-step "1. create an identity for alice (Ed25519; private key mode 0600)"
-"$SNIPE" keygen --out alice.key
-ls -l alice.key alice.key.pub
-
-step "2. alice seals a message in a signed envelope"
-echo "hello from alice" | SNIPE_KEY=alice.key "$SNIPE" envelope seal > msg.env
-echo "envelope is $(stat -c %s msg.env) bytes"
-
-step "3. bob opens it, trusting alice's public key"
-"$SNIPE" envelope open --signer alice.key.pub msg.env
-
-step "4. one flipped byte in the body: the envelope is rejected"
-python3 - <<'PY' 2>/dev/null || printf '\x01' | dd of=msg.env bs=1 seek=40 conv=notrunc status=none
-data = bytearray(open("msg.env", "rb").read())
-data[40] ^= 1
-open("msg.env", "wb").write(data)
-PY
-if "$SNIPE" envelope open --signer alice.key.pub msg.env; then
+step "1. identities and signed envelopes"
+say "alice creates an Ed25519 identity (private key mode 0600, public key beside it)"
+run keygen --out alice.key
+say "alice signs a message; bob opens it trusting alice's public key"
+echo "hello from alice" | SNIPE_KEY=alice.key "$SNIPE" envelope seal >msg.env
+run envelope open --signer alice.key.pub msg.env
+say "one bit flipped in transit: bob rejects the envelope"
+b=$(od -An -tu1 -j40 -N1 msg.env | tr -d ' ')
+printf '%b' "$(printf '\\0%03o' $((b ^ 1)))" | dd of=msg.env bs=1 seek=40 conv=notrunc status=none
+if run envelope open --signer alice.key.pub msg.env; then
   echo "demo: tampered envelope was accepted" >&2
   exit 1
 fi
 
-step "5. an envelope from a key bob does not trust is rejected"
-"$SNIPE" keygen --out mallory.key >/dev/null
-echo "pay mallory" | SNIPE_KEY=mallory.key "$SNIPE" envelope seal > forged.env
-if "$SNIPE" envelope open --signer alice.key.pub forged.env; then
-  echo "demo: untrusted signer was accepted" >&2
+step "2. a catalog of 3 replicas (rcdsd, Raft + SQLite) on loopback"
+say "cluster up starts the replicas, makes an admin key and prints the environment to use"
+printf '$ snipe cluster up --dir %s\n' "$cluster"
+"$SNIPE" cluster up --dir "$cluster" >cluster.env
+cat cluster.env
+# shellcheck source=/dev/null
+source cluster.env
+say "each replica's Raft state: one leader, two followers"
+run cluster status --dir "$cluster"
+
+step "3. signed assertions: write, look up, query"
+say "assert signs each ATTR=VALUE with SNIPE_KEY and commits them in one batch"
+run assert urn:snipe:data:demo/greeting text=hello lang=en
+say "lookup checks every assertion against its author's signature"
+run lookup urn:snipe:data:demo/greeting
+run lookup urn:snipe:data:demo/greeting --json
+say "query by URN prefix and ATTR=VALUE"
+run query urn:snipe:data:demo/ lang=en
+
+step "4. compare-and-set on version"
+say "--if-version 0 means 'only if absent': text exists, so this write is refused"
+if out=$(run assert urn:snipe:data:demo/greeting text=bonjour --if-version 0 2>&1); then
+  printf '%s\n' "$out"
+  echo "demo: compare-and-set on a stale version was accepted" >&2
   exit 1
 fi
+printf '%s\n' "$out"
+version=$("$SNIPE" lookup urn:snipe:data:demo/greeting | awk '$1 == "text" { print $3 }')
+say "with text's current version ($version) the same write succeeds"
+run assert urn:snipe:data:demo/greeting text=bonjour --if-version "$version"
 
-step "done: identities and signed envelopes work"
+step "5. kill -9 the catalog leader"
+leader=$("$SNIPE" cluster status --dir "$cluster" | awk 'NF == 0 { exit } $3 == "leader" { print $2 }')
+pid=$(awk -v r="replica$leader" '$3 == r { print $1 }' "$cluster/pids")
+if [ -z "$leader" ] || [ -z "$pid" ]; then
+  echo "demo: cannot find the leader's pid (leader '$leader')" >&2
+  exit 1
+fi
+say "the leader is replica $leader (pid $pid): kill -9 $pid"
+kill -9 "$pid"
+say "the two survivors elect a new leader; the dead replica shows as down"
+wait_new_leader "$leader"
+say "writes still succeed, and nothing written before is lost"
+run assert urn:snipe:data:demo/farewell text=goodbye lang=en
+run query urn:snipe:data:demo/ lang=en
+
+step "6. cluster down stops every process cluster up started"
+pids=$(awk '{ print $1 }' "$cluster/pids")
+run cluster down --dir "$cluster"
+for p in $pids; do
+  if kill -0 "$p" 2>/dev/null; then
+    echo "demo: catalog process $p is still running" >&2
+    exit 1
+  fi
+done
+
+step "done: signed envelopes, a replicated catalog, compare-and-set and leader failover work"

@@ -65,6 +65,8 @@ int snipe_session_complete(snipe_session *s, const uint8_t *id, size_t id_len,
                            const uint8_t *kx_public, size_t kx_len)
 {
 	uint8_t rx[crypto_kx_SESSIONKEYBYTES];
+	if (s->ready) /* its X25519 secret is gone: a second answer cannot be taken */
+		return SNIPE_EINVAL;
 	if (id_len != SNIPE_SESSION_ID_BYTES || kx_len != crypto_kx_PUBLICKEYBYTES ||
 	    crypto_kx_client_session_keys(rx, s->tx, s->kx_pk, s->kx_sk, kx_public) != 0)
 		return SNIPE_EDECODE;
@@ -91,7 +93,7 @@ void snipe_session_free(snipe_session *s)
 int snipe_session_seal(snipe_session *s, uint32_t type, const void *body, size_t len,
                        uint8_t **out, size_t *outlen)
 {
-	if (!s->ready)
+	if (!s->ready || type == SNIPE_MSG_SESSION_OPEN)
 		return SNIPE_EINVAL;
 	uint8_t *content = NULL, mac[SNI_MAC_BYTES];
 	size_t clen = 0;
@@ -112,13 +114,16 @@ struct slot {
 	uint8_t id[SNIPE_SESSION_ID_BYTES];
 	uint8_t rx[crypto_kx_SESSIONKEYBYTES]; /* opener -> receiver */
 	uint8_t signer[SNIPE_KEYID_BYTES];
-	uint64_t counter, last_used;
+	uint64_t counter;
+	uint64_t last_used; /* ms: for the idle timeout */
+	uint64_t recency;   /* the table's tick when last used: for eviction */
 };
 
 struct snipe_session_table {
 	const snipe_keyring *kr;
 	struct slot *slots;
 	size_t cap, count;
+	uint64_t tick; /* counts uses; orders sessions exactly, unlike the clock */
 	uint32_t ttl_ms, skew_ms;
 };
 
@@ -160,7 +165,7 @@ static void forget(snipe_session_table *t, struct slot *s)
 	t->count--;
 }
 
-/* A free slot: an unused one, else an expired one, else the least recently used. */
+/* A free slot: an unused one, else an idle one, else the least recently used. */
 static size_t free_slot(snipe_session_table *t, uint64_t now)
 {
 	size_t lru = 0;
@@ -168,7 +173,11 @@ static size_t free_slot(snipe_session_table *t, uint64_t now)
 		struct slot *s = &t->slots[i];
 		if (!s->used)
 			return i;
-		if (now - s->last_used > t->ttl_ms || s->last_used < t->slots[lru].last_used)
+		if (now - s->last_used > t->ttl_ms) {
+			forget(t, s);
+			return i;
+		}
+		if (s->recency < t->slots[lru].recency)
 			lru = i;
 	}
 	forget(t, &t->slots[lru]);
@@ -178,25 +187,30 @@ static size_t free_slot(snipe_session_table *t, uint64_t now)
 int snipe_session_accept(snipe_session_table *t, const snipe_env_msg *m, uint8_t *id,
                          uint8_t *kx_public, char *err, size_t errlen)
 {
+	if (m->type != SNIPE_MSG_SESSION_OPEN)
+		return sni_err(err, errlen, SNIPE_EWRONGTYPE, "session open: message type %u",
+		               m->type);
 	Snipe__SessionOpen *open = snipe__session_open__unpack(NULL, m->body_len, m->body);
 	if (open == NULL || open->kx_public.len != crypto_kx_PUBLICKEYBYTES) {
 		if (open != NULL)
 			snipe__session_open__free_unpacked(open, NULL);
 		return sni_err(err, errlen, SNIPE_EDECODE, "session open: malformed");
 	}
-	uint8_t sk[crypto_kx_SECRETKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
-	uint64_t now = snipe_now_ms();
-	size_t i = free_slot(t, now);
-	struct slot *s = &t->slots[i];
+	/* The key exchange first: a refused open must not cost a live session its slot. */
+	uint8_t sk[crypto_kx_SECRETKEYBYTES], rx[crypto_kx_SESSIONKEYBYTES],
+		tx[crypto_kx_SESSIONKEYBYTES];
 	crypto_kx_keypair(kx_public, sk);
-	int rc = crypto_kx_server_session_keys(s->rx, tx, kx_public, sk, open->kx_public.data);
+	int rc = crypto_kx_server_session_keys(rx, tx, kx_public, sk, open->kx_public.data);
 	snipe__session_open__free_unpacked(open, NULL);
 	sodium_memzero(sk, sizeof(sk));
 	sodium_memzero(tx, sizeof(tx));
-	if (rc != 0) {
-		sodium_memzero(s, sizeof(*s));
+	if (rc != 0)
 		return sni_err(err, errlen, SNIPE_EDECODE, "session open: unusable key");
-	}
+	uint64_t now = snipe_now_ms();
+	size_t i = free_slot(t, now);
+	struct slot *s = &t->slots[i];
+	memcpy(s->rx, rx, sizeof(rx));
+	sodium_memzero(rx, sizeof(rx));
 	s->id[0] = (uint8_t)(i >> 24);
 	s->id[1] = (uint8_t)(i >> 16);
 	s->id[2] = (uint8_t)(i >> 8);
@@ -205,6 +219,7 @@ int snipe_session_accept(snipe_session_table *t, const snipe_env_msg *m, uint8_t
 	memcpy(s->signer, m->signer, SNIPE_KEYID_BYTES);
 	s->counter = 0;
 	s->last_used = now;
+	s->recency = ++t->tick;
 	s->used = true;
 	t->count++;
 	memcpy(id, s->id, SNIPE_SESSION_ID_BYTES);
@@ -270,6 +285,7 @@ static int open_in(snipe_session_table *t, struct slot *s, const Snipe__Envelope
 	}
 	s->counter = c->counter;
 	s->last_used = now;
+	s->recency = ++t->tick;
 	sni_env_msg_fill(out, c);
 	return SNIPE_OK;
 }

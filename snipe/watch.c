@@ -31,16 +31,21 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Connects to the watch endpoint of each replica that answers; returns how many. */
-static int connect_all(rcds_client *c, int sock, const char *endpoints)
+/* Connects to the watch endpoint of each replica that answers; returns how many.
+ * *applied is the highest index any of them had applied: changes up to it happened
+ * before the watch. */
+static int connect_all(rcds_client *c, int sock, const char *endpoints, uint64_t *applied)
 {
 	char *list = strdup(endpoints), *save = NULL;
 	int n = 0;
 	for (char *ep = list != NULL ? strtok_r(list, ",", &save) : NULL; ep != NULL;
 	     ep = strtok_r(NULL, ",", &save)) {
 		rcds_status st;
-		if (rcds_status_get(c, ep, &st, NULL, 0) == SNIPE_OK && st.watch_endpoint[0] != '\0' &&
-		    nn_connect(sock, st.watch_endpoint) >= 0)
+		if (rcds_status_get(c, ep, &st, NULL, 0) != SNIPE_OK)
+			continue;
+		if (st.applied_index > *applied)
+			*applied = st.applied_index;
+		if (st.watch_endpoint[0] != '\0' && nn_connect(sock, st.watch_endpoint) >= 0)
 			n++;
 	}
 	free(list);
@@ -60,7 +65,8 @@ int rcds_watch_open(rcds_client *c, const char *prefix, rcds_watch **out, char *
 		rcds_watch_close(w);
 		return sni_err(err, errlen, SNIPE_EIO, "watch: %s", nn_strerror(nn_errno()));
 	}
-	int n = connect_all(c, w->sock, endpoints);
+	uint64_t applied = 0;
+	int n = connect_all(c, w->sock, endpoints, &applied);
 	if (n == 0) {
 		rcds_watch_close(w);
 		return sni_err(err, errlen, SNIPE_EUNAVAIL,
@@ -73,6 +79,10 @@ int rcds_watch_open(rcds_client *c, const char *prefix, rcds_watch **out, char *
 		struct timespec pause = {0, 5 * 1000 * 1000};
 		nanosleep(&pause, NULL);
 	}
+	/* A replica that applied those later would publish them now: not news. */
+	w->index = applied;
+	w->item = UINT32_MAX;
+	w->any = true;
 	*out = w;
 	return SNIPE_OK;
 }

@@ -28,7 +28,7 @@ static void cluster_usage(FILE *to)
 {
 	fprintf(to, "usage: snipe cluster up [--replicas M] [--dir DIR]\n"
 	            "       snipe cluster down [--dir DIR]\n"
-	            "       snipe cluster status [--dir DIR]\n"
+	            "       snipe cluster status [--dir DIR] [--json]\n"
 	            "up starts M catalog replicas (default 3) on loopback with a new admin key, "
 	            "waits\nfor a leader, and prints the export lines for SNIPE_CATALOG and "
 	            "SNIPE_KEY.\ndown stops exactly what up started. DIR defaults to " DEFAULT_DIR
@@ -174,6 +174,10 @@ static int cluster_up(const struct cli *c, const char *dir, int m)
 	if (access(path, F_OK) == 0)
 		return cli_fail(CLI_FAIL, "cluster: %s already runs a cluster ('snipe cluster down "
 		                          "--dir %s' first)", dir, dir);
+	snprintf(path, sizeof(path), "%s/replica1", dir);
+	if (access(path, F_OK) == 0)
+		return cli_fail(CLI_FAIL, "cluster: %s holds the data of a stopped cluster; remove "
+		                          "it or choose another --dir", dir);
 	snipe_key *admin = NULL;
 	char err[512];
 	snprintf(path, sizeof(path), "%s/admin.key", dir);
@@ -253,7 +257,7 @@ static int cluster_down(const char *dir)
 /* --------------------------------------------------------------- status */
 
 /* The cluster's own settings from DIR/env fill in what the user did not set. */
-static int cluster_status(struct cli *c, const char *dir)
+static int cluster_status(struct cli *c, const char *dir, bool json)
 {
 	char path[4096], line[2048], catalog[2048] = "", key[2048] = "";
 	snprintf(path, sizeof(path), "%s/env", dir);
@@ -271,9 +275,9 @@ static int cluster_status(struct cli *c, const char *dir)
 		c->catalog_flag = catalog;
 	if (snipe_client_key(c->cfg, c->key_flag) == NULL && key[0] != '\0')
 		c->key_flag = key;
-	char *argv2[] = {"catalog", "status", NULL};
+	char *argv2[] = {"catalog", "status", json ? "--json" : NULL, NULL};
 	optind = 0;
-	return cmd_catalog(c, 2, argv2);
+	return cmd_catalog(c, json ? 3 : 2, argv2);
 }
 
 /* --------------------------------------------------------------- command */
@@ -282,6 +286,7 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {{"replicas", required_argument, NULL, 'r'},
 	                                     {"dir", required_argument, NULL, 'D'},
+	                                     {"json", no_argument, NULL, 'j'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {0}};
 	if (argc < 2 || argv[1][0] == '-') {
@@ -291,12 +296,15 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 	}
 	const char *sub = argv[1], *dir = DEFAULT_DIR;
 	uint64_t m = 3;
+	bool json = false;
 	int opt;
 	while ((opt = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
 		if (opt == 'r' && snipe_parse_u64(optarg, 1, MAX_REPLICAS, &m) != SNIPE_OK)
 			return cli_fail(CLI_USAGE, "cluster: --replicas must be 1 to %d", MAX_REPLICAS);
 		if (opt == 'D')
 			dir = optarg;
+		if (opt == 'j')
+			json = true;
 		if (opt == 'h') {
 			cluster_usage(stdout);
 			return CLI_OK;
@@ -309,6 +317,6 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 	if (strcmp(sub, "down") == 0)
 		return cluster_down(dir);
 	if (strcmp(sub, "status") == 0)
-		return cluster_status(c, dir);
+		return cluster_status(c, dir, json);
 	return cli_fail(CLI_USAGE, "cluster: unknown subcommand '%s' (up, down, status)", sub);
 }

@@ -4,11 +4,14 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 int tu_run(Suite *s)
 {
@@ -80,4 +83,47 @@ int tu_has_number(const char *s, unsigned long n)
 			return 1;
 	}
 	return 0;
+}
+
+uint8_t *tu_copy(const void *buf, size_t len)
+{
+	uint8_t *p = malloc(len ? len : 1);
+
+	ck_assert_ptr_nonnull(p);
+	if (len)
+		memcpy(p, buf, len);
+	return p;
+}
+
+_Static_assert(sizeof(((struct tu_rng *)0)->seed) == randombytes_SEEDBYTES,
+               "tu_rng seed size");
+
+void tu_rng_init(struct tu_rng *r, const char *who)
+{
+	const char *s = getenv("SNIPE_TEST_SEED");
+	uint64_t seed;
+
+	if (s != NULL)
+		seed = strtoull(s, NULL, 0);
+	else
+		randombytes_buf(&seed, sizeof(seed));
+	fprintf(stderr, "%s: fuzz seed %" PRIu64 " (set SNIPE_TEST_SEED to repeat)\n", who,
+	        seed);
+	memset(r, 0, sizeof(*r));
+	memcpy(r->seed, &seed, sizeof(seed));
+}
+
+void tu_rng_bytes(struct tu_rng *r, void *buf, size_t n)
+{
+	memcpy(r->seed + 8, &r->ctr, sizeof(r->ctr));
+	r->ctr++;
+	randombytes_buf_deterministic(buf, n, r->seed);
+}
+
+size_t tu_rng_below(struct tu_rng *r, size_t n)
+{
+	uint64_t x;
+
+	tu_rng_bytes(r, &x, sizeof(x));
+	return (size_t)(x % n);
 }

@@ -1,12 +1,16 @@
 /*
  * testutil.h — helpers shared by the Check suites: running a suite, scratch
- * directories, writing files. Not part of libsnipe.
+ * directories, writing files, asserting exact error codes, exact-size copies and
+ * seeded randomness for fuzz loops. Not part of libsnipe.
  */
 #ifndef SNIPE_TESTUTIL_H
 #define SNIPE_TESTUTIL_H
 
 #include <check.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "snipe.h"
 
 /* Runs the suite with normal verbosity; returns the process exit code (0 if all passed). */
 int tu_run(Suite *s);
@@ -21,5 +25,32 @@ void tu_write_file(const char *path, const void *data, size_t len, unsigned mode
 /* True if s contains n as a whole decimal number (not part of a longer run of digits),
  * as in "line 3" or "at position 18". For checking that an err buffer names a place. */
 int tu_has_number(const char *s, unsigned long n);
+
+/* Asserts that an expression gives exactly the SNIPE code want, naming both on failure. */
+#define tu_assert_code(got, want)                                                     \
+	do {                                                                          \
+		int tu_got_ = (got), tu_want_ = (want);                               \
+		ck_assert_msg(tu_got_ == tu_want_, "%s: got %s (%d), want %s (%d)", #got, \
+		              snipe_errname(tu_got_), tu_got_, snipe_errname(tu_want_),  \
+		              tu_want_);                                                \
+	} while (0)
+
+/* A heap copy of exactly len bytes (never NULL), so ASan sees any read past the end. */
+uint8_t *tu_copy(const void *buf, size_t len);
+
+/*
+ * Reproducible randomness for fuzz loops: libsodium's randombytes_buf_deterministic
+ * under a 64-bit seed, one call per draw. The seed is $SNIPE_TEST_SEED if set, else
+ * random, and is printed to stderr with `who` so a failure can be repeated.
+ */
+struct tu_rng {
+	uint8_t seed[32]; /* randombytes_SEEDBYTES */
+	uint64_t ctr;
+};
+
+void tu_rng_init(struct tu_rng *r, const char *who);
+void tu_rng_bytes(struct tu_rng *r, void *buf, size_t n);
+/* Uniform enough in [0, n) for fuzzing; n > 0. */
+size_t tu_rng_below(struct tu_rng *r, size_t n);
 
 #endif
