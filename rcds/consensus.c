@@ -403,6 +403,37 @@ int rcds_consensus_remove(rcds_consensus *c, uint64_t id, rcds_change_fn done, v
 	return SNIPE_OK;
 }
 
+struct barrier {
+	struct raft_barrier req;
+	void (*done)(void *arg, int code);
+	void *arg;
+};
+
+static void barrier_done(struct raft_barrier *req, int status)
+{
+	struct barrier *b = req->data;
+	b->done(b->arg, status == 0 ? SNIPE_OK : SNIPE_ENOTLEADER);
+	free(b);
+}
+
+int rcds_consensus_barrier(rcds_consensus *c, void (*done)(void *arg, int code), void *arg)
+{
+	if (raft_state(&c->raft) != RAFT_LEADER)
+		return SNIPE_ENOTLEADER;
+	struct barrier *b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return SNIPE_ENOMEM;
+	b->req.data = b;
+	b->done = done;
+	b->arg = arg;
+	int rv = raft_barrier(&c->raft, &b->req, barrier_done);
+	if (rv != 0) {
+		free(b);
+		return rv == RAFT_NOTLEADER ? SNIPE_ENOTLEADER : SNIPE_EIO;
+	}
+	return SNIPE_OK;
+}
+
 /* ---------------------------------------------------------------- status */
 
 bool rcds_consensus_is_leader(rcds_consensus *c)

@@ -49,6 +49,11 @@ int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
 int rcds_consensus_propose(rcds_consensus *c, const Snipe__Command *cmd, rcds_done_fn done,
                            void *arg);
 bool rcds_consensus_is_leader(rcds_consensus *c);
+/* Calls done(arg, SNIPE_OK) once every entry committed before the call is applied here
+ * (a Raft barrier): what a new leader must wait for before it answers reads that must
+ * see every acknowledged write. SNIPE_ENOTLEADER (and no callback) on a follower;
+ * done gets SNIPE_ENOTLEADER if leadership is lost meanwhile. */
+int rcds_consensus_barrier(rcds_consensus *c, void (*done)(void *arg, int code), void *arg);
 
 /* Called once when a membership change ends: code is SNIPE_OK or why it failed
  * (SNIPE_ENOTLEADER if leadership was lost, SNIPE_ETIMEDOUT if a new replica did not

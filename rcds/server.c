@@ -424,17 +424,48 @@ void rcds_server_applied(void *server, uint64_t index, const Snipe__Command *cmd
 		wake_parked(s, false);
 }
 
-/* Serves a read now, refuses it (leader_only on a follower), or parks it until this
- * replica has applied min_index. Returns true if it kept req (parked). */
+/* A leader-only read once the barrier before it is applied. */
+static void barrier_read(void *arg, int code)
+{
+	struct call *c = arg;
+	if (code == SNIPE_OK)
+		serve_read(c->s, c->control, c->req);
+	else
+		reply_not_leader(c->s, c->control, c->id);
+	call_free(c);
+}
+
+/* Leader-only reads wait for a Raft barrier: a leader elected a moment ago may not
+ * yet have applied writes its predecessor acknowledged. */
+static bool read_from_leader(rcds_server *s, void *control, Snipe__Request *req)
+{
+	struct call *c = NULL;
+	int rc = SNIPE_ENOTLEADER;
+	if (s->consensus != NULL && rcds_consensus_is_leader(s->consensus)) {
+		c = call_new(s, control, req->id.data);
+		rc = c != NULL ? rcds_consensus_barrier(s->consensus, barrier_read, c) : SNIPE_ENOMEM;
+	}
+	if (rc == SNIPE_OK) {
+		c->req = req;
+		return true;
+	}
+	free(c);
+	if (rc == SNIPE_ENOTLEADER)
+		reply_not_leader(s, control, req->id.data);
+	else
+		reply_code(s, control, req->id.data, rc, NULL, 0);
+	return false;
+}
+
+/* Serves a read now, hands it to the leader path, or parks it until this replica has
+ * applied min_index. Returns true if it kept req (waiting for a barrier or parked). */
 static bool do_read(rcds_server *s, void *control, Snipe__Request *req)
 {
 	bool get = req->op_case == SNIPE__REQUEST__OP_GET;
 	uint64_t min_index = get ? req->get->min_index : req->query->min_index;
 	bool leader_only = get ? req->get->leader_only : req->query->leader_only;
-	if (leader_only && (s->consensus == NULL || !rcds_consensus_is_leader(s->consensus))) {
-		reply_not_leader(s, control, req->id.data);
-		return false;
-	}
+	if (leader_only)
+		return read_from_leader(s, control, req);
 	if (min_index > rcds_store_applied(s->store)) {
 		park(s, control, req, min_index);
 		return true;

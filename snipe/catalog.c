@@ -318,7 +318,7 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 {
 	uint64_t deadline = mono_ms() + c->timeout_ms;
 	int last = SNIPE_EUNAVAIL;
-	size_t not_leader = 0;
+	size_t not_leader = 0, unknown = 0;
 	unsigned timeouts = 0;
 	for (uint64_t now = mono_ms(); now < deadline; now = mono_ms()) {
 		if (c->sock < 0 && (c->sock = open_socket(c->endpoints[c->current])) < 0) {
@@ -334,6 +334,12 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 		if (rc == SNIPE_ETIMEDOUT || rc == SNIPE_EUNAVAIL)
 			c->down_until[c->current] = mono_ms() + DOWN_MS;
 		uint64_t leader = learn(c, r);
+		/* A key registered a moment ago is unknown to replicas that lag: ask each. */
+		if (rc == SNIPE_OK && r->code == SNIPE_EUNKNOWNSIGNER && ++unknown < c->n) {
+			snipe__reply__free_unpacked(r, NULL);
+			next_endpoint(c, 0);
+			continue;
+		}
 		if (rc == SNIPE_OK && r->code != SNIPE_ENOTLEADER) {
 			*reply = r;
 			return SNIPE_OK;

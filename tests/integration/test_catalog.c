@@ -867,6 +867,43 @@ END_TEST
 
 /* ----------------------------------------------------------------- security */
 
+/* A key is usable as soon as its registration is acknowledged, even by a client that
+ * asks the followers first (they may not have applied the registration yet). */
+START_TEST(test_new_key_writes_at_once_through_lagging_followers)
+{
+	tc_cluster *c = tc_cluster_start(3);
+	rcds_client *admin = tc_cluster_client(c, -1, tc_cluster_admin_key(c));
+	int leader = leader_of(c);
+	char endpoints[512] = "";
+	for (int i = 0; i < 3; i++)
+		if (i != leader)
+			snprintf(endpoints + strlen(endpoints), sizeof(endpoints) - strlen(endpoints),
+			         "%s,", tc_cluster_endpoint(c, i));
+	snprintf(endpoints + strlen(endpoints), sizeof(endpoints) - strlen(endpoints), "%s",
+	         tc_cluster_endpoint(c, leader));
+	for (int round = 0; round < 10; round++) {
+		snipe_key *k = new_key();
+		char kurn[SNIPE_URN_MAX], pkhex[SNIPE_PK_HEX], urn[64], err[256] = "";
+		key_urn(k, kurn);
+		snipe_pk_hex(snipe_key_public(k), pkhex);
+		rcds_batch *b = NULL;
+		ck_assert_int_eq(rcds_batch_new(&b), SNIPE_OK);
+		ck_assert_int_eq(rcds_batch_put(b, kurn, "pubkey", pkhex, strlen(pkhex), 0), SNIPE_OK);
+		ck_assert_int_eq(rcds_batch_put(b, kurn, "role", "user", 4, 0), SNIPE_OK);
+		assert_code(rcds_write(admin, b, NULL, NULL, 0), SNIPE_OK);
+		rcds_batch_free(b);
+		rcds_client *cl = NULL;
+		ck_assert_int_eq(rcds_client_open(endpoints, k, &cl, err, sizeof(err)), SNIPE_OK);
+		snprintf(urn, sizeof(urn), "urn:snipe:data:fresh-%d", round);
+		put_ok(cl, urn, "v", "mine");
+		rcds_client_close(cl);
+		snipe_key_free(k);
+	}
+	rcds_client_close(admin);
+	stop_cluster(c);
+}
+END_TEST
+
 START_TEST(test_unregistered_or_revoked_key_cannot_write)
 {
 	static const char urn[] = "urn:snipe:data:forged/unregistered";
@@ -1132,6 +1169,7 @@ static Suite *suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase("security", 120);
+	tcase_add_test(tc, test_new_key_writes_at_once_through_lagging_followers);
 	tcase_add_test(tc, test_unregistered_or_revoked_key_cannot_write);
 	tcase_add_test(tc, test_altered_assertion_is_rejected_and_not_stored);
 	tcase_add_test(tc, test_malformed_requests_get_edecode_and_replica_keeps_serving);
