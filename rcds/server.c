@@ -654,6 +654,22 @@ static void on_readable(uv_poll_t *h, int status, int events)
 
 /* -------------------------------------------------------------- life cycle */
 
+/* Frees what start acquired; the libuv handles must be closed already (or never
+ * initialised). */
+static void server_free(rcds_server *s)
+{
+	if (s->sock >= 0)
+		nn_close(s->sock);
+	if (s->pub >= 0)
+		nn_close(s->pub);
+	free(s->watch);
+	snipe_verifier_free(s->verifier);
+	snipe_session_table_free(s->sessions);
+	snipe_keyring_free(s->keys);
+	free(s->listen);
+	free(s);
+}
+
 int rcds_server_start(uv_loop_t *loop, const rcds_server_config *cfg, rcds_store *store,
                       rcds_server **out, char *err, size_t errlen)
 {
@@ -705,16 +721,7 @@ int rcds_server_start(uv_loop_t *loop, const rcds_server_config *cfg, rcds_store
 	*out = s;
 	return SNIPE_OK;
 fail:
-	if (s->sock >= 0)
-		nn_close(s->sock);
-	if (s->pub >= 0)
-		nn_close(s->pub);
-	free(s->watch);
-	snipe_verifier_free(s->verifier);
-	snipe_session_table_free(s->sessions);
-	snipe_keyring_free(s->keys);
-	free(s->listen);
-	free(s);
+	server_free(s);
 	return rc;
 }
 
@@ -726,17 +733,8 @@ void rcds_server_attach(rcds_server *s, rcds_consensus *c)
 static void handle_closed(uv_handle_t *h)
 {
 	rcds_server *s = h->data;
-	if (--s->open_handles > 0)
-		return;
-	nn_close(s->sock);
-	if (s->pub >= 0)
-		nn_close(s->pub);
-	free(s->watch);
-	snipe_verifier_free(s->verifier);
-	snipe_session_table_free(s->sessions);
-	snipe_keyring_free(s->keys);
-	free(s->listen);
-	free(s);
+	if (--s->open_handles == 0)
+		server_free(s);
 }
 
 void rcds_server_close(rcds_server *s)
