@@ -158,6 +158,10 @@ int snipe_key_load(const char *path, snipe_key **out, char *err, size_t errlen);
 void snipe_key_free(snipe_key *k);
 /* The 32-byte public key; valid while k lives. */
 const uint8_t *snipe_key_public(const snipe_key *k);
+/* 32 bytes derived from the secret for one purpose (keyed BLAKE2b-256 of purpose,
+ * keyed by the seed): a key file can then serve as a shared secret, e.g. the catalog
+ * replicas' cluster key. */
+int snipe_key_derive(const snipe_key *k, const char *purpose, uint8_t out[32]);
 /* The key id: the first 10 bytes of BLAKE2b-256 of the public key. */
 void snipe_keyid(const uint8_t pk[SNIPE_PK_BYTES], uint8_t id[SNIPE_KEYID_BYTES]);
 /* Lower-case hex of the key id (the <id> in urn:snipe:key:<id>). */

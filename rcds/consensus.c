@@ -13,12 +13,14 @@
 
 #include "consensus.h"
 #include "entry.h"
+#include "transport.h"
 #include "sni.h"
 
 struct rcds_consensus {
 	struct raft raft;
 	struct raft_io io;
 	struct raft_uv_transport transport;
+	bool authenticated; /* transport is rcds_transport (else plain raft_uv_tcp) */
 	struct raft_fsm fsm;
 	uv_prepare_t flush; /* commits the store's batch before the loop sleeps */
 	rcds_store *store;
@@ -34,6 +36,14 @@ struct proposal {
 	rcds_done_fn done;
 	void *arg;
 };
+
+static void transport_close(rcds_consensus *c)
+{
+	if (c->authenticated)
+		rcds_transport_close(&c->transport);
+	else
+		raft_uv_tcp_close(&c->transport);
+}
 
 /* ------------------------------------------------------------ state machine */
 
@@ -165,14 +175,19 @@ int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
 	c->arg = arg;
 	c->fsm = (struct raft_fsm){.version = 1, .data = c, .apply = fsm_apply,
 	                           .snapshot = fsm_snapshot, .restore = fsm_restore};
-	int rv = raft_uv_tcp_init(&c->transport, loop);
+	c->authenticated = cfg->secret != NULL;
+	int rv = c->authenticated ? rcds_transport_init(&c->transport, loop, cfg->secret)
+	                          : raft_uv_tcp_init(&c->transport, loop);
+	if (!c->authenticated)
+		snipe_log(SNIPE_LOG_WARN, "raft", "no cluster key: the Raft transport is not "
+		          "authenticated (anyone who reaches the Raft port can append entries)");
 	if (rv != 0) {
 		free(c);
 		return sni_err(err, errlen, SNIPE_EIO, "raft transport: %s", raft_strerror(rv));
 	}
 	rv = raft_uv_init(&c->io, loop, cfg->dir, &c->transport);
 	if (rv != 0) {
-		raft_uv_tcp_close(&c->transport);
+		transport_close(c);
 		free(c);
 		return sni_err(err, errlen, SNIPE_EIO, "raft storage in %s: %s (the directory "
 		               "must support direct I/O)", cfg->dir, raft_strerror(rv));
@@ -210,7 +225,7 @@ int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
 fail_io:
 	sni_err(err, errlen, SNIPE_EIO, "raft init: %s", raft_strerror(rv));
 	raft_uv_close(&c->io);
-	raft_uv_tcp_close(&c->transport);
+	transport_close(c);
 	free(c);
 	return SNIPE_EIO;
 fail_raft:
@@ -506,7 +521,7 @@ static void transport_closed(struct raft *r)
 {
 	rcds_consensus *c = r->data;
 	raft_uv_close(&c->io);
-	raft_uv_tcp_close(&c->transport);
+	transport_close(c);
 	if (rcds_store_flush(c->store) != SNIPE_OK)
 		snipe_log(SNIPE_LOG_ERROR, "raft", "last batch not committed; the log replays it");
 	if (c->flush.data != NULL) /* started: see rcds_consensus_start */

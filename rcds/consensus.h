@@ -27,6 +27,8 @@ typedef struct rcds_consensus_config {
 	unsigned election_ms;     /* default 200 */
 	unsigned heartbeat_ms;    /* default 50 */
 	unsigned snapshot_threshold; /* entries between snapshots; default 65536 */
+	const uint8_t *secret;    /* 32 bytes: replicas prove it to each other; NULL: the
+	                             Raft transport is not authenticated (a warning) */
 } rcds_consensus_config;
 
 typedef struct rcds_consensus rcds_consensus;

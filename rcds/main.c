@@ -24,7 +24,7 @@
 
 static const char *const known_keys[] = {
 	"id", "data", "raft", "listen", "watch", "peers", "admin_key", "election_ms", "heartbeat_ms",
-	"snapshot_threshold", "skew_ms", "log_level", "join", NULL,
+	"snapshot_threshold", "skew_ms", "log_level", "join", "cluster_key", NULL,
 };
 
 struct settings {
@@ -35,6 +35,8 @@ struct settings {
 	size_t npeers;
 	uint64_t election_ms, heartbeat_ms, snapshot_threshold, skew_ms;
 	bool join; /* joins a running group instead of bootstrapping one */
+	bool have_secret;
+	uint8_t secret[32]; /* from the cluster key: the replicas prove it to each other */
 };
 
 static void usage(FILE *to)
@@ -58,6 +60,8 @@ static void usage(FILE *to)
 	        "  --election-ms N, --heartbeat-ms N, --snapshot-threshold N, --skew-ms N\n"
 	        "  -d                 stay in the foreground (otherwise: daemon, log to "
 	        "DIR/rcdsd.log)\n"
+	        "  --cluster-key FILE a key file shared by the replicas (snipe keygen): they\n"
+	        "                     prove it to each other before any Raft traffic\n"
 	        "  -n                 check the configuration and exit\n");
 }
 
@@ -144,6 +148,20 @@ static const char *required(const snipe_config *cfg, const char *key, int *bad)
 	return v;
 }
 
+/* The cluster key: a key file (snipe keygen) shared by the replicas, private like any
+ * key; what they prove to each other is derived from it. */
+static int load_cluster_key(const char *path, struct settings *st)
+{
+	snipe_key *k = NULL;
+	char err[512];
+	if (snipe_key_load(path, &k, err, sizeof(err)) != SNIPE_OK)
+		return fail("cluster_key: %s", err);
+	snipe_key_derive(k, "snipe/raft-secret/v1", st->secret);
+	snipe_key_free(k);
+	st->have_secret = true;
+	return 0;
+}
+
 /* Adds this replica to the peers if the list leaves it out; checks it agrees if not. */
 static int add_self(struct settings *st)
 {
@@ -198,6 +216,9 @@ static int settle(const snipe_config *cfg, struct settings *st)
 	const char *join = snipe_config_get(cfg, "catalog", "join");
 	if (join != NULL && snipe_parse_bool(join, &st->join) != SNIPE_OK)
 		return fail("join: '%s' is not true or false", join);
+	const char *ckey = snipe_config_get(cfg, "catalog", "cluster_key");
+	if (ckey != NULL && load_cluster_key(ckey, st) != 0)
+		return -1;
 	if (st->heartbeat_ms >= st->election_ms)
 		return fail("heartbeat_ms (%llu) must be below election_ms (%llu)",
 		            (unsigned long long)st->heartbeat_ms, (unsigned long long)st->election_ms);
@@ -217,17 +238,18 @@ static int load_config(int argc, char **argv, snipe_config **cfg, bool *foregrou
 		{"snapshot-threshold", required_argument, NULL, 9},
 		{"skew-ms", required_argument, NULL, 10}, {"log-level", required_argument, NULL, 11},
 		{"watch", required_argument, NULL, 12}, {"join", no_argument, NULL, 13},
+		{"cluster-key", required_argument, NULL, 14},
 		{"help", no_argument, NULL, 'h'}, {0},
 	};
 	static const char *const flag_keys[] = {NULL, "id", "data", "raft", "listen", "peers",
 	                                        "admin_key", "election_ms", "heartbeat_ms",
 	                                        "snapshot_threshold", "skew_ms", "log_level",
-	                                        "watch", "join"};
+	                                        "watch", "join", "cluster_key"};
 	const char *path = NULL;
-	const char *flags[14] = {0};
+	const char *flags[15] = {0};
 	int opt;
 	while ((opt = getopt_long(argc, argv, "c:dnh", opts, NULL)) != -1) {
-		if (opt >= 1 && opt <= 13)
+		if (opt >= 1 && opt <= 14)
 			flags[opt] = optarg != NULL ? optarg : "true";
 		else if (opt == 'c')
 			path = optarg;
@@ -250,7 +272,7 @@ static int load_config(int argc, char **argv, snipe_config **cfg, bool *foregrou
 	                      : snipe_config_new(cfg);
 	if (rc != SNIPE_OK)
 		return fail("%s", path != NULL ? err : snipe_strerror(rc));
-	for (int i = 1; i <= 13; i++)
+	for (int i = 1; i <= 14; i++)
 		if (flags[i] != NULL && snipe_config_set(*cfg, "catalog", flag_keys[i], flags[i]) != SNIPE_OK)
 			return fail("out of memory");
 	return 0;
@@ -325,7 +347,8 @@ static int run(struct settings *st, bool foreground)
 	                              .npeers = st->npeers, .join = st->join,
 	                              .election_ms = (unsigned)st->election_ms,
 	                              .heartbeat_ms = (unsigned)st->heartbeat_ms,
-	                              .snapshot_threshold = (unsigned)st->snapshot_threshold};
+	                              .snapshot_threshold = (unsigned)st->snapshot_threshold,
+	                              .secret = st->have_secret ? st->secret : NULL};
 	if (rcds_consensus_start(&r.loop, &ccfg, r.store, rcds_server_applied, r.server,
 	                         &r.consensus, err, sizeof(err)) != SNIPE_OK)
 		return fail("%s", err);

@@ -225,6 +225,15 @@ out:
 	return rc;
 }
 
+int snipe_key_derive(const snipe_key *k, const char *purpose, uint8_t out[32])
+{
+	if (k == NULL || purpose == NULL)
+		return SNIPE_EINVAL;
+	crypto_generichash(out, 32, (const uint8_t *)purpose, strlen(purpose), k->sk,
+	                   crypto_sign_SEEDBYTES);
+	return SNIPE_OK;
+}
+
 /* ---------------------------------------------------------- ids and hex */
 
 void snipe_keyid(const uint8_t pk[SNIPE_PK_BYTES], uint8_t id[SNIPE_KEYID_BYTES])

@@ -102,7 +102,8 @@ struct replica {
 	char endpoint[64], watch[64];
 };
 
-static int start_replicas(const char *dir, struct replica *r, int m, const char *admin_pub)
+static int start_replicas(const char *dir, struct replica *r, int m, const char *admin_pub,
+                          const char *cluster_key)
 {
 	char rcdsd[4096], peers[1024] = "";
 	find_binary("rcdsd", rcdsd, sizeof(rcdsd));
@@ -125,8 +126,8 @@ static int start_replicas(const char *dir, struct replica *r, int m, const char 
 		snprintf(raft, sizeof(raft), "127.0.0.1:%d", r[i].raft_port);
 		snprintf(log, sizeof(log), "%s/replica%d.log", dir, i + 1);
 		char *argv[] = {rcdsd, "-d", "--id", id, "--data", data, "--raft", raft, "--listen",
-		                r[i].endpoint, "--watch", r[i].watch, "--peers", peers, "--admin-key", (char *)admin_pub,
-		                NULL};
+		                r[i].endpoint, "--watch", r[i].watch, "--peers", peers, "--admin-key",
+		                (char *)admin_pub, "--cluster-key", (char *)cluster_key, NULL};
 		r[i].pid = spawn_daemon(argv, log);
 		if (r[i].pid < 0)
 			return cli_fail(CLI_FAIL, "cluster: cannot start %s: %s", rcdsd, strerror(errno));
@@ -178,17 +179,25 @@ static int cluster_up(const struct cli *c, const char *dir, int m)
 	if (access(path, F_OK) == 0)
 		return cli_fail(CLI_FAIL, "cluster: %s holds the data of a stopped cluster; remove "
 		                          "it or choose another --dir", dir);
-	snipe_key *admin = NULL;
-	char err[512];
+	snipe_key *admin = NULL, *cluster = NULL;
+	char err[512], cluster_key[4200];
 	snprintf(path, sizeof(path), "%s/admin.key", dir);
 	snprintf(pub, sizeof(pub), "%s.pub", path);
-	if (snipe_key_generate(&admin) != SNIPE_OK ||
-	    snipe_key_save(admin, path, true, err, sizeof(err)) != SNIPE_OK) {
+	snprintf(cluster_key, sizeof(cluster_key), "%s/cluster.key", dir);
+	int rc = snipe_key_generate(&admin) == SNIPE_OK && snipe_key_generate(&cluster) == SNIPE_OK
+	                 ? SNIPE_OK
+	                 : SNIPE_ENOMEM;
+	if (rc == SNIPE_OK)
+		rc = snipe_key_save(admin, path, true, err, sizeof(err));
+	if (rc == SNIPE_OK)
+		rc = snipe_key_save(cluster, cluster_key, true, err, sizeof(err));
+	snipe_key_free(cluster);
+	if (rc != SNIPE_OK) {
 		snipe_key_free(admin);
-		return cli_fail(CLI_FAIL, "cluster: %s", err);
+		return cli_fail(CLI_FAIL, "cluster: %s", rc == SNIPE_ENOMEM ? "out of memory" : err);
 	}
 	struct replica r[MAX_REPLICAS] = {0};
-	int rc = start_replicas(dir, r, m, pub);
+	rc = start_replicas(dir, r, m, pub, cluster_key);
 	char endpoints[1024] = "", pids[512] = "";
 	for (int i = 0; i < m; i++) {
 		size_t u = strlen(endpoints), p = strlen(pids);

@@ -56,6 +56,7 @@ struct tc_cluster {
 	char *endpoints;
 	snipe_key *admin;
 	char *admin_path;
+	char *cluster_path; /* the replicas' shared cluster key */
 	int bad; /* replicas that ended other than as we asked */
 	pid_t owner; /* the process that started the replicas */
 	int port_locks[3 * TC_MAX_REPLICAS]; /* see pick_ports */
@@ -338,7 +339,7 @@ static void build_argv(tc_cluster *c, int i, const char *peers, const char *cons
 	const char *fixed[] = {
 		c->rcdsd, "-d", "--id", id, "--data", r->data, "--raft", r->raft,
 		"--listen", r->endpoint, "--watch", r->watch, "--peers", peers, "--admin-key", pub,
-		"--election-ms", ELECTION_MS, "--heartbeat-ms", HEARTBEAT_MS,
+		"--cluster-key", c->cluster_path, "--election-ms", ELECTION_MS, "--heartbeat-ms", HEARTBEAT_MS,
 		level != NULL && *level != '\0' ? "--log-level" : NULL, level,
 	};
 	size_t nfixed = sizeof(fixed) / sizeof(fixed[0]), nextra = 0, k = 0;
@@ -383,6 +384,12 @@ tc_cluster *tc_cluster_launch(const char *rcdsd, int replicas, const char *const
 	ck_assert_int_eq(snipe_key_generate(&c->admin), SNIPE_OK);
 	ck_assert_msg(snipe_key_save(c->admin, c->admin_path, false, err, sizeof(err)) == SNIPE_OK,
 	              "save admin key: %s", err);
+	c->cluster_path = tu_path(c->dir, "cluster.key");
+	snipe_key *cluster = NULL;
+	ck_assert_int_eq(snipe_key_generate(&cluster), SNIPE_OK);
+	ck_assert_msg(snipe_key_save(cluster, c->cluster_path, false, err, sizeof(err)) == SNIPE_OK,
+	              "save cluster key: %s", err);
+	snipe_key_free(cluster);
 
 	int ports[3 * TC_MAX_REPLICAS];
 	pick_ports(c, ports, 3 * replicas);
@@ -466,6 +473,7 @@ int tc_cluster_stop(tc_cluster *c)
 		close(c->port_locks[k]);
 	snipe_key_free(c->admin);
 	free(c->admin_path);
+	free(c->cluster_path);
 	free(c->endpoints);
 	free(c->rcdsd);
 	free(c);

@@ -331,6 +331,41 @@ START_TEST(test_unreachable_replica_blocks_changes_until_given_up_then_is_remove
 }
 END_TEST
 
+/* A replica holding another cluster key gets no Raft traffic from this cluster and
+ * cannot join it: each side refuses the other's connections before any Raft message. */
+START_TEST(test_replica_with_another_cluster_key_is_refused)
+{
+	tc_cluster *c = tc_cluster_start(3);
+	const snipe_key *admin = tc_cluster_admin_key(c);
+	rcds_client *cl = tc_cluster_client(c, -1, admin);
+	put_ok(cl, "urn:snipe:data:guarded", "before");
+
+	char *other = tu_path(tc_cluster_dir(c), "other-cluster.key"), err[256] = "";
+	snipe_key *k = NULL;
+	ck_assert_int_eq(snipe_key_generate(&k), SNIPE_OK);
+	ck_assert_int_eq(snipe_key_save(k, other, false, err, sizeof(err)), SNIPE_OK);
+	snipe_key_free(k);
+	const char *const extra[] = {"--cluster-key", other, NULL};
+	int stranger = tc_cluster_add_replica(c, extra);
+
+	rcds_client_set_timeout(cl, 1500);
+	assert_code(member_add(cl, 4, tc_cluster_raft_address(c, stranger)), SNIPE_ETIMEDOUT);
+	ck_assert(tc_cluster_log_contains(c, stranger, "refused: not this cluster's secret"));
+	rcds_status st;
+	assert_code(tc_cluster_status(c, stranger, &st), SNIPE_OK);
+	ck_assert_uint_eq(st.applied_index, 0);
+	ck_assert_uint_eq(st.nmembers, 0);
+
+	/* The cluster itself goes on: reads and writes on its three replicas. */
+	rcds_client_set_timeout(cl, 5000);
+	uint64_t v = put_ok(cl, "urn:snipe:data:guarded", "after");
+	ck_assert_uint_gt(v, 0);
+	rcds_client_close(cl);
+	free(other);
+	stop_cluster(c);
+}
+END_TEST
+
 /* A replica stopped while it leads a change answers it and exits cleanly (no leak or
  * use after free under the sanitizers: the change is failed as the leader closes). */
 START_TEST(test_leader_stopped_during_a_change_exits_cleanly)
@@ -356,6 +391,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_member_changes_need_the_admin_and_new_ids);
 	tcase_add_test(tc, test_unreachable_replica_blocks_changes_until_given_up_then_is_removed);
 	tcase_add_test(tc, test_leader_stopped_during_a_change_exits_cleanly);
+	tcase_add_test(tc, test_replica_with_another_cluster_key_is_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
