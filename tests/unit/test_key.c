@@ -22,6 +22,9 @@ static void setup(void)
 	ck_assert_int_ge(sodium_init(), 0);
 }
 
+/* The seed is the first half of the secret as written to the key file. */
+static void seed_of(const char *path, uint8_t seed[32]);
+
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. */
 static char *slurp(const char *path, size_t *lenp)
 {
@@ -854,6 +857,64 @@ START_TEST(test_keyring_holds_1000_keys)
 }
 END_TEST
 
+START_TEST(test_derive_is_keyed_blake2b_of_purpose_by_seed)
+{
+	char *dir = tu_tmpdir(), *path = NULL;
+	snipe_key *k = saved_key(dir, "k", &path);
+	uint8_t got[32], other[32], want[32], seed[32];
+	ck_assert_int_eq(snipe_key_derive(k, "snipe/raft-secret/v1", got), SNIPE_OK);
+	seed_of(path, seed);
+	crypto_generichash(want, 32, (const uint8_t *)"snipe/raft-secret/v1", 20, seed, 32);
+	ck_assert_mem_eq(got, want, 32);
+	ck_assert_int_eq(snipe_key_derive(k, "another purpose", other), SNIPE_OK);
+	ck_assert(memcmp(got, other, 32) != 0);
+	ck_assert_int_eq(snipe_key_derive(k, NULL, other), SNIPE_EINVAL);
+	ck_assert_int_eq(snipe_key_derive(NULL, "x", other), SNIPE_EINVAL);
+	sodium_memzero(seed, sizeof(seed));
+	snipe_key_free(k);
+	free(path);
+	tu_rmtree(dir);
+}
+END_TEST
+
+START_TEST(test_derive_survives_save_and_load)
+{
+	char *dir = tu_tmpdir(), *path = NULL;
+	snipe_key *k = saved_key(dir, "k", &path), *loaded = NULL;
+	char err[256];
+	ck_assert_int_eq(snipe_key_load(path, &loaded, err, sizeof(err)), SNIPE_OK);
+	uint8_t a[32], b[32];
+	ck_assert_int_eq(snipe_key_derive(k, "p", a), SNIPE_OK);
+	ck_assert_int_eq(snipe_key_derive(loaded, "p", b), SNIPE_OK);
+	ck_assert_mem_eq(a, b, 32);
+	snipe_key_free(k);
+	snipe_key_free(loaded);
+	free(path);
+	tu_rmtree(dir);
+}
+END_TEST
+
+static void seed_of(const char *path, uint8_t seed[32])
+{
+	char text[512] = "";
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	const char *tag = strstr(text, "snipe-ed25519-secret-v1 ");
+	ck_assert_ptr_nonnull(tag);
+	const char *b64 = tag + strlen("snipe-ed25519-secret-v1 ");
+	uint8_t sk[64];
+	size_t len = 0;
+	ck_assert_int_eq(sodium_base642bin(sk, sizeof(sk), b64, strcspn(b64, "\n"), NULL, &len,
+	                                   NULL, sodium_base64_VARIANT_ORIGINAL),
+	                 0);
+	ck_assert_uint_eq(len, 64);
+	memcpy(seed, sk, 32);
+	sodium_memzero(sk, sizeof(sk));
+}
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("key");
@@ -898,6 +959,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_verify_rejects_altered_signature);
 	tcase_add_test(tc, test_verify_rejects_other_key);
 	tcase_add_test(tc, test_sign_covers_domain_nul_message);
+	tcase_add_test(tc, test_derive_is_keyed_blake2b_of_purpose_by_seed);
+	tcase_add_test(tc, test_derive_survives_save_and_load);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("keyring");
