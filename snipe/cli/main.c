@@ -58,6 +58,54 @@ int cli_load_key(const struct cli *c, snipe_key **out)
 	return CLI_OK;
 }
 
+/*
+ * The global options may also follow the command (`snipe lookup URN --catalog X`):
+ * they are taken out of the command's arguments, up to a "--" (after which
+ * everything belongs to the command, e.g. the program `snipe spawn` runs).
+ */
+static int take_global_options(int *argc, char **argv, struct cli *c, const char **config)
+{
+	const struct {
+		const char *name;
+		const char **value;
+	} globals[] = {
+		{"--catalog", &c->catalog_flag},
+		{"--key", &c->key_flag},
+		{"--config", config},
+	};
+	int out = 1;
+	for (int i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			while (i < *argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		size_t g = 0, n = sizeof(globals) / sizeof(globals[0]);
+		const char *value = NULL;
+		for (; g < n; g++) {
+			size_t len = strlen(globals[g].name);
+			if (strcmp(argv[i], globals[g].name) == 0) {
+				if (i + 1 == *argc)
+					return cli_fail(CLI_USAGE, "%s needs a value", argv[i]);
+				value = argv[++i];
+				break;
+			}
+			if (strncmp(argv[i], globals[g].name, len) == 0 && argv[i][len] == '=') {
+				value = argv[i] + len + 1;
+				break;
+			}
+		}
+		if (g == n) {
+			argv[out++] = argv[i];
+			continue;
+		}
+		*globals[g].value = value;
+	}
+	argv[out] = NULL;
+	*argc = out;
+	return CLI_OK;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -94,6 +142,11 @@ int main(int argc, char **argv)
 	if (cmd == NULL)
 		return cli_fail(CLI_USAGE, "unknown command '%s' (see 'snipe --help')", name);
 
+	int sub_argc = argc - optind;
+	char **sub_argv = argv + optind;
+	if (take_global_options(&sub_argc, sub_argv, &c, &config_path) != CLI_OK)
+		return CLI_USAGE;
+
 	char err[512];
 	int rc = config_path != NULL ? snipe_config_load(config_path, &c.cfg, err, sizeof(err))
 	                             : snipe_config_new(&c.cfg);
@@ -105,8 +158,6 @@ int main(int argc, char **argv)
 		return cli_fail(CLI_FAIL, "%s: %s", config_path, err);
 	}
 
-	int sub_argc = argc - optind;
-	char **sub_argv = argv + optind;
 	optind = 0; /* glibc: 0 re-initialises getopt for the subcommand's own arguments */
 	rc = cmd->run(&c, sub_argc, sub_argv);
 	snipe_config_free(c.cfg);

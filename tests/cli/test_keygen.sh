@@ -59,5 +59,16 @@ check "bad config exit" 1 "$rc"
 check "bad config msg" "snipe: bad.ini: unknown key 'bogus' in [client]" "$err"
 check "bad config wrote nothing" 0 "$([ -e k2 ] && echo 1 || echo 0)"
 
+# Global options may follow the command; one missing its value is a usage error.
+err=$("$SNIPE" lookup urn:snipe:data:x --key "$dir/none" --catalog tcp://127.0.0.1:1 2>&1); rc=$?
+check "global options after command exit" 1 "$rc"
+check "global options after command msg" "snipe: cannot open key file $dir/none: No such file or directory" "$err"
+err=$("$SNIPE" lookup urn:snipe:data:x --catalog 2>&1); rc=$?
+check "global option without value exit" 2 "$rc"
+check "global option without value msg" "snipe: --catalog needs a value" "$err"
+err=$("$SNIPE" lookup urn:snipe:data:a/../b 2>&1); rc=$?
+check "bad urn exit" 2 "$rc"
+check "bad urn msg" "snipe: lookup: '..' at position 18 of URN" "$err"
+
 echo "keygen: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
