@@ -242,9 +242,13 @@ static int configure(rcds_store *s, const char *path, char *err, size_t errlen)
 {
 	/* Small pages: a write dirties a few pages scattered over the B-trees (random
 	 * URNs and request ids), and each dirty page is written whole to the WAL; 1 KiB
-	 * pages quarter those bytes. Only takes effect when the file is created. */
-	if (sqlite3_exec(s->db, "PRAGMA page_size=1024; PRAGMA cache_size=-65536", NULL, NULL,
-	                 NULL) != SQLITE_OK)
+	 * pages quarter those bytes (only takes effect when the file is created). Rare
+	 * checkpoints (16 MiB of WAL): a page rewritten many times is copied back once;
+	 * this halved the bytes written per catalog write. */
+	if (sqlite3_exec(s->db,
+	                 "PRAGMA page_size=1024; PRAGMA cache_size=-65536;"
+	                 " PRAGMA wal_autocheckpoint=16384",
+	                 NULL, NULL, NULL) != SQLITE_OK)
 		return open_fail(s->db, path, "cannot set the page size", err, errlen);
 	if (!s->memory && sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) !=
 	                          SQLITE_OK)
