@@ -22,6 +22,7 @@
 #define SKEW_MS 30000
 #define NONCES 4096
 #define DOMAIN "snipe/raft/v1"
+#define WARN_EVERY_MS 5000 /* libraft retries a refused peer every 100 ms */
 
 struct auth;
 
@@ -50,6 +51,8 @@ struct auth {
 	raft_uv_transport_close_cb close_cb;
 	sni_replay *nonces;
 	struct shake *shakes;
+	uint64_t last_warn;   /* refusals are logged at most every WARN_EVERY_MS... */
+	unsigned unlogged;    /* ...with how many were not */
 	bool closing, inner_closed;
 };
 
@@ -146,9 +149,16 @@ static void finish(struct shake *s, bool ok, const char *why)
 	uv_timer_stop(&s->timer);
 	uv_read_stop(s->stream);
 	struct auth *a = s->a;
-	if (!ok && why != NULL)
-		snipe_log(SNIPE_LOG_WARN, "raft", "connection %s id=%llu refused: %s",
-		          s->accepting ? "from" : "to", (unsigned long long)s->id, why);
+	uint64_t now = snipe_now_ms();
+	if (!ok && why != NULL && now - a->last_warn < WARN_EVERY_MS) {
+		a->unlogged++;
+	} else if (!ok && why != NULL) {
+		snipe_log(SNIPE_LOG_WARN, "raft", "connection %s id=%llu refused: %s (and %u more "
+		          "refusals since the last report)", s->accepting ? "from" : "to",
+		          (unsigned long long)s->id, why, a->unlogged);
+		a->last_warn = now;
+		a->unlogged = 0;
+	}
 	if (ok && !a->closing) {
 		if (s->accepting)
 			a->accept_cb(a->outer, s->id, s->address, s->stream);
