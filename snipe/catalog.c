@@ -138,13 +138,6 @@ uint64_t rcds_client_index(const rcds_client *c)
 
 /* ------------------------------------------------------------- transport */
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int open_socket(const char *endpoint)
 {
 	int s = nn_socket(AF_SP, NN_REQ);
@@ -282,7 +275,7 @@ static void next_endpoint(rcds_client *c, uint64_t leader)
 	if (c->sock >= 0)
 		nn_close(c->sock);
 	c->sock = -1;
-	uint64_t now = mono_ms();
+	uint64_t now = sni_mono_ms();
 	for (size_t i = 0; leader != 0 && i < c->n; i++) {
 		if (c->ids[i] == leader && i != c->current && c->down_until[i] <= now) {
 			c->current = i;
@@ -316,11 +309,11 @@ static uint64_t learn(rcds_client *c, const Snipe__Reply *r)
 static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply, char *err,
                 size_t errlen)
 {
-	uint64_t deadline = mono_ms() + c->timeout_ms;
+	uint64_t deadline = sni_mono_ms() + c->timeout_ms;
 	int last = SNIPE_EUNAVAIL;
 	size_t not_leader = 0, unknown = 0;
 	unsigned timeouts = 0;
-	for (uint64_t now = mono_ms(); now < deadline; now = mono_ms()) {
+	for (uint64_t now = sni_mono_ms(); now < deadline; now = sni_mono_ms()) {
 		if (c->sock < 0 && (c->sock = open_socket(c->endpoints[c->current])) < 0) {
 			c->down_until[c->current] = now + DOWN_MS;
 			next_endpoint(c, 0);
@@ -332,7 +325,7 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 		if (rc == SNIPE_ETIMEDOUT && timeouts < 4)
 			timeouts++;
 		if (rc == SNIPE_ETIMEDOUT || rc == SNIPE_EUNAVAIL)
-			c->down_until[c->current] = mono_ms() + DOWN_MS;
+			c->down_until[c->current] = sni_mono_ms() + DOWN_MS;
 		uint64_t leader = learn(c, r);
 		/* A key registered a moment ago is unknown to replicas that lag: ask each. */
 		if (rc == SNIPE_OK && r->code == SNIPE_EUNKNOWNSIGNER && ++unknown < c->n) {

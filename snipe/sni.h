@@ -15,6 +15,9 @@
 int sni_err(char *err, size_t errlen, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* A monotonic clock in ms, for timeouts (never for timestamps others read). */
+uint64_t sni_mono_ms(void);
+
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void sni_hex(const uint8_t *bytes, size_t n, char *out);
 

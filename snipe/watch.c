@@ -24,13 +24,6 @@ struct rcds_watch {
 	bool any;
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Connects to the watch endpoint of each replica that answers; returns how many.
  * *applied is the highest index any of them had applied: changes up to it happened
  * before the watch. */
@@ -73,7 +66,7 @@ int rcds_watch_open(rcds_client *c, const char *prefix, rcds_watch **out, char *
 		               "watch: no replica of %s publishes changes", endpoints);
 	}
 	/* Changes published before the connections exist are not seen: wait for them. */
-	for (uint64_t end = mono_ms() + 2000; mono_ms() < end;) {
+	for (uint64_t end = sni_mono_ms() + 2000; sni_mono_ms() < end;) {
 		if (nn_get_statistic(w->sock, NN_STAT_CURRENT_CONNECTIONS) >= (uint64_t)n)
 			break;
 		struct timespec pause = {0, 5 * 1000 * 1000};
@@ -151,7 +144,7 @@ static int decode(rcds_watch *w, const uint8_t *msg, size_t len, rcds_event *ev,
 int rcds_watch_next(rcds_watch *w, int timeout_ms, rcds_event *ev, char *err,
                     size_t errlen)
 {
-	uint64_t end = timeout_ms < 0 ? UINT64_MAX : mono_ms() + (uint64_t)timeout_ms;
+	uint64_t end = timeout_ms < 0 ? UINT64_MAX : sni_mono_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		void *msg = NULL;
 		int n = nn_recv(w->sock, &msg, NN_MSG, NN_DONTWAIT);
@@ -162,7 +155,7 @@ int rcds_watch_next(rcds_watch *w, int timeout_ms, rcds_event *ev, char *err,
 				return rc;
 			continue;
 		}
-		uint64_t now = mono_ms();
+		uint64_t now = sni_mono_ms();
 		if (now >= end)
 			return sni_err(err, errlen, SNIPE_ETIMEDOUT, "watch: no change within %d ms",
 			               timeout_ms);
