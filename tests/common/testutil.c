@@ -127,3 +127,42 @@ size_t tu_rng_below(struct tu_rng *r, size_t n)
 	tu_rng_bytes(r, &x, sizeof(x));
 	return (size_t)(x % n);
 }
+
+size_t tu_mutate(struct tu_rng *r, uint8_t *buf, size_t len, size_t cap)
+{
+	size_t ops = 1 + tu_rng_below(r, 4);
+
+	for (size_t i = 0; i < ops; i++) {
+		size_t pos = tu_rng_below(r, len + 1);
+		uint8_t byte;
+
+		tu_rng_bytes(r, &byte, 1);
+		switch (tu_rng_below(r, 5)) {
+		case 0:
+			if (pos < len)
+				buf[pos] = byte;
+			break;
+		case 1:
+			if (pos < len)
+				buf[pos] ^= (uint8_t)(1u << (byte % 8));
+			break;
+		case 2:
+			if (len < cap) {
+				memmove(buf + pos + 1, buf + pos, len - pos);
+				buf[pos] = byte;
+				len++;
+			}
+			break;
+		case 3:
+			if (pos < len) {
+				memmove(buf + pos, buf + pos + 1, len - pos - 1);
+				len--;
+			}
+			break;
+		default:
+			len = pos;
+			break;
+		}
+	}
+	return len;
+}

@@ -52,5 +52,8 @@ void tu_rng_init(struct tu_rng *r, const char *who);
 void tu_rng_bytes(struct tu_rng *r, void *buf, size_t n);
 /* Uniform enough in [0, n) for fuzzing; n > 0. */
 size_t tu_rng_below(struct tu_rng *r, size_t n);
+/* One to four random edits of buf (len bytes, room for cap): change, bit flip,
+ * insert, delete, truncate. Returns the new length. */
+size_t tu_mutate(struct tu_rng *r, uint8_t *buf, size_t len, size_t cap);
 
 #endif

@@ -1340,46 +1340,6 @@ END_TEST
 
 /* -------------------------------------------------------------------- fuzz */
 
-/*
- * Reproducible randomness: libsodium's seeded randombytes_buf_deterministic, one call
- * per draw. The seed is random unless SNIPE_TEST_SEED is set, and is printed.
- */
-struct rng {
-	uint8_t seed[randombytes_SEEDBYTES];
-	uint64_t ctr;
-};
-
-static void rng_init(struct rng *r)
-{
-	const char *s = getenv("SNIPE_TEST_SEED");
-	uint64_t seed;
-
-	if (s != NULL)
-		seed = strtoull(s, NULL, 0);
-	else
-		randombytes_buf(&seed, sizeof(seed));
-	fprintf(stderr, "test_envelope: fuzz seed %" PRIu64 " (set SNIPE_TEST_SEED to repeat)\n",
-	        seed);
-	memset(r, 0, sizeof(*r));
-	memcpy(r->seed, &seed, sizeof(seed));
-}
-
-static void rng_bytes(struct rng *r, void *buf, size_t n)
-{
-	memcpy(r->seed + 8, &r->ctr, sizeof(r->ctr));
-	r->ctr++;
-	randombytes_buf_deterministic(buf, n, r->seed);
-}
-
-/* Uniform in [0, n); n > 0. */
-static size_t rng_below(struct rng *r, size_t n)
-{
-	uint64_t x;
-
-	rng_bytes(r, &x, sizeof(x));
-	return (size_t)(x % n);
-}
-
 static bool is_rejection(int rc)
 {
 	return rc == SNIPE_EDECODE || rc == SNIPE_EUNKNOWNSIGNER || rc == SNIPE_EBADSIG;
@@ -1415,16 +1375,16 @@ START_TEST(test_random_buffers_are_rejected)
 {
 	enum { COUNT = 100000, MAXLEN = 300 };
 	snipe_verifier *v = verifier(SNIPE_SKEW_DEFAULT_MS, 64, NULL);
-	struct rng r;
+	struct tu_rng r;
 
-	rng_init(&r);
+	tu_rng_init(&r, "test_envelope");
 	for (int i = 0; i < COUNT; i++) {
-		size_t n = rng_below(&r, MAXLEN + 1);
+		size_t n = tu_rng_below(&r, MAXLEN + 1);
 		uint8_t *p = malloc(n ? n : 1);
 		int rc;
 
 		ck_assert_ptr_nonnull(p);
-		rng_bytes(&r, p, n);
+		tu_rng_bytes(&r, p, n);
 		rc = try_open(v, p, n, i % 2 ? SNIPE_MSG_NOTE : SNIPE_MSG_ANY);
 		ck_assert_msg(is_rejection(rc), "random buffer %d (%zu bytes): got %s", i, n,
 		              snipe_errname(rc));
@@ -1434,46 +1394,6 @@ START_TEST(test_random_buffers_are_rejected)
 	snipe_verifier_free(v);
 }
 END_TEST
-
-/* One to four random edits: change, bit flip, insert, delete, truncate. */
-static size_t mutate(struct rng *r, uint8_t *buf, size_t len, size_t cap)
-{
-	size_t ops = 1 + rng_below(r, 4);
-
-	for (size_t i = 0; i < ops; i++) {
-		size_t pos = rng_below(r, len + 1);
-		uint8_t byte;
-
-		rng_bytes(r, &byte, 1);
-		switch (rng_below(r, 5)) {
-		case 0:
-			if (pos < len)
-				buf[pos] = byte;
-			break;
-		case 1:
-			if (pos < len)
-				buf[pos] ^= (uint8_t)(1u << (byte % 8));
-			break;
-		case 2:
-			if (len < cap) {
-				memmove(buf + pos + 1, buf + pos, len - pos);
-				buf[pos] = byte;
-				len++;
-			}
-			break;
-		case 3:
-			if (pos < len) {
-				memmove(buf + pos, buf + pos + 1, len - pos - 1);
-				len--;
-			}
-			break;
-		default:
-			len = pos;
-			break;
-		}
-	}
-	return len;
-}
 
 /* A mutant that opened must carry the original's content and signature unchanged. */
 static void check_benign(const uint8_t *buf, size_t len, const struct unpacked *orig)
@@ -1499,18 +1419,18 @@ START_TEST(test_mutations_never_crash_or_forge)
 	struct env e = seal_at(ka, SNIPE_MSG_NOTE, T0, "mutate this body, please", 24);
 	struct unpacked orig = unpack(&e);
 	uint8_t *work = malloc(e.len + SLACK);
-	struct rng r;
+	struct tu_rng r;
 	int accepted = 0;
 
 	ck_assert_ptr_nonnull(work);
-	rng_init(&r);
+	tu_rng_init(&r, "test_envelope");
 	for (int i = 0; i < COUNT; i++) {
 		size_t n;
 		uint8_t *p;
 		int rc;
 
 		memcpy(work, e.buf, e.len);
-		n = mutate(&r, work, e.len, e.len + SLACK);
+		n = tu_mutate(&r, work, e.len, e.len + SLACK);
 		p = exact_copy(work, n);
 		rc = try_open(v, p, n, SNIPE_MSG_NOTE);
 		ck_assert_msg(rc == SNIPE_OK || is_rejection(rc), "mutant %d: got %s", i,

@@ -1578,46 +1578,6 @@ START_TEST(test_random_buffers_are_rejected)
 }
 END_TEST
 
-/* One to four random edits: change, bit flip, insert, delete, truncate. */
-static size_t mutate(struct tu_rng *r, uint8_t *buf, size_t len, size_t cap)
-{
-	size_t ops = 1 + tu_rng_below(r, 4);
-
-	for (size_t i = 0; i < ops; i++) {
-		size_t pos = tu_rng_below(r, len + 1);
-		uint8_t byte;
-
-		tu_rng_bytes(r, &byte, 1);
-		switch (tu_rng_below(r, 5)) {
-		case 0:
-			if (pos < len)
-				buf[pos] = byte;
-			break;
-		case 1:
-			if (pos < len)
-				buf[pos] ^= (uint8_t)(1u << (byte % 8));
-			break;
-		case 2:
-			if (len < cap) {
-				memmove(buf + pos + 1, buf + pos, len - pos);
-				buf[pos] = byte;
-				len++;
-			}
-			break;
-		case 3:
-			if (pos < len) {
-				memmove(buf + pos, buf + pos + 1, len - pos - 1);
-				len--;
-			}
-			break;
-		default:
-			len = pos;
-			break;
-		}
-	}
-	return len;
-}
-
 /*
  * Mutants of an envelope whose counter is already used: none may open. Those that keep
  * id, MAC and content intact are replays; anything else is refused before the counter.
@@ -1640,7 +1600,7 @@ START_TEST(test_mutations_never_open)
 		int rc;
 
 		memcpy(work, e.buf, e.len);
-		n = mutate(&r, work, e.len, e.len + SLACK);
+		n = tu_mutate(&r, work, e.len, e.len + SLACK);
 		rc = try_open(t, work, n, SNIPE_MSG_NOTE);
 		ck_assert_msg(rc == SNIPE_EDECODE || rc == SNIPE_ESESSION || rc == SNIPE_EBADSIG ||
 		                      rc == SNIPE_EREPLAY,
