@@ -39,6 +39,9 @@ void rcds_client_set_timeout(rcds_client *c, uint32_t ms);
 void rcds_client_set_leader_reads(rcds_client *c, bool on);
 /* The highest catalog index this client has seen. */
 uint64_t rcds_client_index(const rcds_client *c);
+/* Raises it to index (an index learnt elsewhere, e.g. another client's write), so the
+ * next reads see at least that write. */
+void rcds_client_see_index(rcds_client *c, uint64_t index);
 
 /* ------------------------------------------------------------------ writes */
 
@@ -137,6 +140,38 @@ int rcds_member_add(rcds_client *c, uint64_t id, const char *raft_address, char 
 /* Removes replica id from the group (SNIPE_ENOTFOUND if it is not a member); codes as
  * above. The removed replica does not stop by itself: its operator must stop it. */
 int rcds_member_remove(rcds_client *c, uint64_t id, char *err, size_t errlen);
+
+/* ------------------------------------------------------- hosts, placement */
+
+typedef struct rcds_assignment {
+	char urn[SNIPE_URN_MAX];
+	uint64_t epoch;
+} rcds_assignment;
+
+typedef struct rcds_lease_reply {
+	rcds_assignment *assigned; /* the processes assigned to the host, active */
+	size_t n;
+	bool truncated;            /* more than the leader sends at once (1000) */
+	uint64_t index;            /* the catalog index they are as of */
+} rcds_lease_reply;
+
+/*
+ * Renews host's lease (lease_ms from when the leader gets it) with the catalog's
+ * leader; the client's key must be registered as that host's key. On success *out
+ * lists the processes assigned to host in an active state; clear it with
+ * rcds_lease_reply_clear. SNIPE_EDENIED, SNIPE_EINVAL (lease outside 100..600000 ms),
+ * SNIPE_EUNAVAIL (a new leader is still taking over, or none answered).
+ */
+int rcds_heartbeat(rcds_client *c, const char *host, uint32_t lease_ms, rcds_lease_reply *out,
+                   char *err, size_t errlen);
+void rcds_lease_reply_clear(rcds_lease_reply *h);
+
+/* Asks the leader where a new process should run: the least loaded live host having
+ * every label ("k=v") and not named exclude (NULL: none). Its name and agent endpoint
+ * are copied out. SNIPE_ENOTFOUND if no live host fits. */
+int rcds_place(rcds_client *c, const char *const *labels, size_t nlabels,
+               const char *exclude, char *host, size_t hostlen, char *address,
+               size_t addrlen, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------- watch */
 

@@ -55,7 +55,10 @@ extern "C" {
 	X(ETIMEDOUT, -54, "timed out")                                               \
 	X(EUNAVAIL, -55, "no catalog replica reachable")                             \
 	X(EEXPIRED, -56, "assertion already expired")                                \
-	X(EBUSY, -57, "busy with another change; try again")
+	X(EBUSY, -57, "busy with another change; try again")                         \
+	X(ESTALE, -58, "stale epoch: the process has moved on")                      \
+	X(ESPAWN, -60, "the command could not be started")                           \
+	X(EFENCED, -61, "the host's lease lapsed: it runs nothing until renewed")
 
 enum snipe_error {
 #define SNIPE_ERR_ENUM_(name, value, msg) SNIPE_##name = (value),
@@ -204,6 +207,7 @@ enum snipe_msg_type {
 	SNIPE_MSG_NOTE = 1, /* free text; tools and tests */
 	SNIPE_MSG_CATALOG_REQUEST = 2, /* a catalog Request (catalog.proto) */
 	SNIPE_MSG_SESSION_OPEN = 3, /* a SessionOpen: start a session (always signed) */
+	SNIPE_MSG_AGENT_REQUEST = 4, /* an AgentRequest to a host agent (agent.proto) */
 };
 
 #define SNIPE_NONCE_BYTES 16

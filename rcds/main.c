@@ -24,7 +24,7 @@
 
 static const char *const known_keys[] = {
 	"id", "data", "raft", "listen", "watch", "peers", "admin_key", "election_ms", "heartbeat_ms",
-	"snapshot_threshold", "skew_ms", "log_level", "join", "cluster_key", NULL,
+	"snapshot_threshold", "skew_ms", "log_level", "join", "cluster_key", "key", NULL,
 };
 
 struct settings {
@@ -37,6 +37,7 @@ struct settings {
 	bool join; /* joins a running group instead of bootstrapping one */
 	bool have_secret;
 	uint8_t secret[32]; /* from the cluster key: the replicas prove it to each other */
+	snipe_key *key; /* this replica's own key (role replica): signs lease transitions */
 };
 
 static void usage(FILE *to)
@@ -62,6 +63,8 @@ static void usage(FILE *to)
 	        "DIR/rcdsd.log)\n"
 	        "  --cluster-key FILE a key file shared by the replicas (snipe keygen): they\n"
 	        "                     prove it to each other before any Raft traffic\n"
+	        "  --key FILE         this replica's key (snipe keygen; registered with role\n"
+	        "                     replica): it signs host up/down and process moves as leader\n"
 	        "  -n                 check the configuration and exit\n");
 }
 
@@ -183,7 +186,7 @@ static int add_self(struct settings *st)
 
 static int settle(const snipe_config *cfg, struct settings *st)
 {
-	char err[256];
+	char err[512];
 	if (snipe_config_check(cfg, "catalog", known_keys, err, sizeof(err)) != SNIPE_OK)
 		return fail("%s", err);
 	int bad = 0;
@@ -219,6 +222,9 @@ static int settle(const snipe_config *cfg, struct settings *st)
 	const char *ckey = snipe_config_get(cfg, "catalog", "cluster_key");
 	if (ckey != NULL && load_cluster_key(ckey, st) != 0)
 		return -1;
+	const char *key = snipe_config_get(cfg, "catalog", "key");
+	if (key != NULL && snipe_key_load(key, &st->key, err, sizeof(err)) != SNIPE_OK)
+		return fail("key: %s", err);
 	if (st->heartbeat_ms >= st->election_ms)
 		return fail("heartbeat_ms (%llu) must be below election_ms (%llu)",
 		            (unsigned long long)st->heartbeat_ms, (unsigned long long)st->election_ms);
@@ -238,18 +244,18 @@ static int load_config(int argc, char **argv, snipe_config **cfg, bool *foregrou
 		{"snapshot-threshold", required_argument, NULL, 9},
 		{"skew-ms", required_argument, NULL, 10}, {"log-level", required_argument, NULL, 11},
 		{"watch", required_argument, NULL, 12}, {"join", no_argument, NULL, 13},
-		{"cluster-key", required_argument, NULL, 14},
+		{"cluster-key", required_argument, NULL, 14}, {"key", required_argument, NULL, 15},
 		{"help", no_argument, NULL, 'h'}, {0},
 	};
 	static const char *const flag_keys[] = {NULL, "id", "data", "raft", "listen", "peers",
 	                                        "admin_key", "election_ms", "heartbeat_ms",
 	                                        "snapshot_threshold", "skew_ms", "log_level",
-	                                        "watch", "join", "cluster_key"};
+	                                        "watch", "join", "cluster_key", "key"};
 	const char *path = NULL;
-	const char *flags[15] = {0};
+	const char *flags[16] = {0};
 	int opt;
 	while ((opt = getopt_long(argc, argv, "c:dnh", opts, NULL)) != -1) {
-		if (opt >= 1 && opt <= 14)
+		if (opt >= 1 && opt <= 15)
 			flags[opt] = optarg != NULL ? optarg : "true";
 		else if (opt == 'c')
 			path = optarg;
@@ -272,7 +278,7 @@ static int load_config(int argc, char **argv, snipe_config **cfg, bool *foregrou
 	                      : snipe_config_new(cfg);
 	if (rc != SNIPE_OK)
 		return fail("%s", path != NULL ? err : snipe_strerror(rc));
-	for (int i = 1; i <= 14; i++)
+	for (int i = 1; i <= 15; i++)
 		if (flags[i] != NULL && snipe_config_set(*cfg, "catalog", flag_keys[i], flags[i]) != SNIPE_OK)
 			return fail("out of memory");
 	return 0;
@@ -286,6 +292,7 @@ struct replica {
 	rcds_store *store;
 	rcds_server *server;
 	rcds_consensus *consensus;
+	rcds_leader *leader;
 	bool stopping;
 };
 
@@ -293,6 +300,7 @@ static void consensus_closed(void *arg)
 {
 	struct replica *r = arg;
 	rcds_server_close(r->server);
+	rcds_leader_close(r->leader);
 	uv_close((uv_handle_t *)&r->sigterm, NULL);
 	uv_close((uv_handle_t *)&r->sigint, NULL);
 }
@@ -352,7 +360,10 @@ static int run(struct settings *st, bool foreground)
 	if (rcds_consensus_start(&r.loop, &ccfg, r.store, rcds_server_applied, r.server,
 	                         &r.consensus, err, sizeof(err)) != SNIPE_OK)
 		return fail("%s", err);
-	rcds_server_attach(r.server, r.consensus);
+	if (rcds_leader_new(&r.loop, r.store, st->key, &r.leader) != SNIPE_OK)
+		return fail("out of memory");
+	rcds_leader_attach(r.leader, r.consensus);
+	rcds_server_attach(r.server, r.consensus, r.leader);
 	uv_signal_init(&r.loop, &r.sigterm);
 	uv_signal_init(&r.loop, &r.sigint);
 	r.sigterm.data = r.sigint.data = &r;
@@ -388,5 +399,6 @@ int main(int argc, char **argv)
 	else if (rc == 0)
 		rc = run(&st, foreground);
 	snipe_config_free(cfg);
+	snipe_key_free(st.key);
 	return rc == 0 ? 0 : 1;
 }

@@ -54,6 +54,7 @@ struct rcds_server {
 	uint32_t read_wait_ms;
 	rcds_store *store;
 	rcds_consensus *consensus;
+	rcds_leader *leader;
 	snipe_keyring *keys;
 	snipe_verifier *verifier;
 	snipe_session_table *sessions;
@@ -266,7 +267,7 @@ static int run_query(rcds_server *s, const Snipe__QueryRequest *q, struct rows *
 		where[i] = (rcds_filter){q->where[i]->attr, q->where[i]->value.data,
 		                         q->where[i]->value.len};
 	uint32_t limit = q->limit == 0 ? QUERY_LIMIT_DEFAULT : q->limit;
-	rcds_query query = {.prefix = q->prefix, .where = where, .nwhere = q->n_where,
+	rcds_scan query = {.prefix = q->prefix, .where = where, .nwhere = q->n_where,
 	                    .after_urn = q->after_urn, .after_attr = q->after_attr,
 	                    .limit = limit > QUERY_LIMIT_MAX ? QUERY_LIMIT_MAX : limit};
 	int rc = rcds_store_query(s->store, &query, snipe_now_ms(), collect, rows, more);
@@ -491,6 +492,59 @@ static void do_status(rcds_server *s, void *control, const Snipe__Request *req)
 	rcds_consensus_status_clear(&st);
 }
 
+/* ------------------------------------------------------ leases, placement */
+
+static bool leading(rcds_server *s, void *control, const Snipe__Request *req)
+{
+	if (s->leader != NULL && s->consensus != NULL && rcds_consensus_is_leader(s->consensus))
+		return true;
+	reply_not_leader(s, control, req->id.data);
+	return false;
+}
+
+static void do_heartbeat(rcds_server *s, void *control, const Snipe__Request *req,
+                         const uint8_t *signer)
+{
+	if (!leading(s, control, req))
+		return;
+	Snipe__Reply r = SNIPE__REPLY__INIT;
+	Snipe__HeartbeatReply hb;
+	char err[256];
+	int rc = rcds_leader_heartbeat(s->leader, signer, req->heartbeat, &hb, err, sizeof(err));
+	if (rc != SNIPE_OK) {
+		snipe_log(SNIPE_LOG_WARN, "server", "heartbeat refused code=%s reason=\"%s\"",
+		          snipe_errname(rc), err);
+		reply_code(s, control, req->id.data, rc, err, 0);
+		return;
+	}
+	r.id = req->id;
+	r.index = rcds_store_applied(s->store);
+	r.heartbeat = &hb;
+	send_reply(s, control, &r);
+	rcds_leader_reply_clear(&hb);
+}
+
+static void do_place(rcds_server *s, void *control, const Snipe__Request *req)
+{
+	if (!leading(s, control, req))
+		return;
+	Snipe__Reply r = SNIPE__REPLY__INIT;
+	Snipe__Placement pl = SNIPE__PLACEMENT__INIT;
+	char host[SNIPE_URN_NAME_MAX + 1], address[256], err[256];
+	int rc = rcds_leader_place(s->leader, req->place, host, sizeof(host), address,
+	                           sizeof(address), err, sizeof(err));
+	if (rc != SNIPE_OK) {
+		reply_code(s, control, req->id.data, rc, err, 0);
+		return;
+	}
+	pl.host = host;
+	pl.address = address;
+	r.id = req->id;
+	r.index = rcds_store_applied(s->store);
+	r.placement = &pl;
+	send_reply(s, control, &r);
+}
+
 /* -------------------------------------------------------------- membership */
 
 static void member_done(void *arg, int code, const char *reason)
@@ -626,6 +680,12 @@ static void handle(rcds_server *s, const uint8_t *buf, size_t len, void *control
 	case SNIPE__REQUEST__OP_MEMBER:
 		do_member(s, control, req, signer);
 		break;
+	case SNIPE__REQUEST__OP_HEARTBEAT:
+		do_heartbeat(s, control, req, signer);
+		break;
+	case SNIPE__REQUEST__OP_PLACE:
+		do_place(s, control, req);
+		break;
 	default:
 		reply_code(s, control, req->id.data, SNIPE_EINVAL, "request has no operation", 0);
 		break;
@@ -725,9 +785,10 @@ fail:
 	return rc;
 }
 
-void rcds_server_attach(rcds_server *s, rcds_consensus *c)
+void rcds_server_attach(rcds_server *s, rcds_consensus *c, rcds_leader *l)
 {
 	s->consensus = c;
+	s->leader = l;
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -740,6 +801,7 @@ static void handle_closed(uv_handle_t *h)
 void rcds_server_close(rcds_server *s)
 {
 	s->consensus = NULL;
+	s->leader = NULL;
 	for (struct call *c = s->parked; c != NULL; c = c->next)
 		c->deadline_ms = 0;
 	wake_parked(s, true);

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "consensus.h"
+#include "leader.h"
 #include "store.h"
 
 typedef struct rcds_server_config {
@@ -27,8 +28,9 @@ typedef struct rcds_server rcds_server;
 int rcds_server_start(uv_loop_t *loop, const rcds_server_config *cfg, rcds_store *store,
                       rcds_server **out, char *err, size_t errlen);
 /* Gives the server the consensus it proposes writes to (created after the server,
- * since the consensus reports applied entries to rcds_server_applied). */
-void rcds_server_attach(rcds_server *s, rcds_consensus *c);
+ * since the consensus reports applied entries to rcds_server_applied) and the leader
+ * duties (heartbeats, placement; may be NULL). */
+void rcds_server_attach(rcds_server *s, rcds_consensus *c, rcds_leader *l);
 /* The consensus's applied hook: publishes the change on the watch socket, wakes reads
  * waiting for this index, reloads keys. */
 void rcds_server_applied(void *server, uint64_t index, const Snipe__Command *cmd,

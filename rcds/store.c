@@ -513,6 +513,34 @@ static int check_version(rcds_store *s, const char *urn, const char *attr, bool 
 	return rc;
 }
 
+/* A process's epoch only moves forward: a write carrying an older epoch than the one
+ * stored comes from an instance that has been replaced (SNIPE_ESTALE). */
+static int check_epoch(rcds_store *s, const Snipe__AssertionContent *c, const snipe_urn *u,
+                       char *err, size_t errlen)
+{
+	char cur[24], val[24];
+	bool ok;
+	uint64_t have, want;
+
+	if (u->kind != SNIPE_KIND_PROC || strcmp(c->attr, "epoch") != 0)
+		return SNIPE_OK;
+	if (c->value.len == 0 || c->value.len >= sizeof(val) ||
+	    memchr(c->value.data, 0, c->value.len) != NULL)
+		return sni_err(err, errlen, SNIPE_EINVAL, "%s epoch: not a number", c->urn);
+	memcpy(val, c->value.data, c->value.len);
+	val[c->value.len] = '\0';
+	if (snipe_parse_u64(val, 1, UINT64_MAX, &want) != SNIPE_OK)
+		return sni_err(err, errlen, SNIPE_EINVAL, "%s epoch: '%s' is not a number >= 1",
+		               c->urn, val);
+	int rc = cell_string(s, c->urn, "epoch", cur, sizeof(cur), &ok);
+	if (rc != SNIPE_OK || !ok || snipe_parse_u64(cur, 0, UINT64_MAX, &have) != SNIPE_OK)
+		return rc;
+	if (want < have)
+		return sni_err(err, errlen, SNIPE_ESTALE, "%s: epoch %" PRIu64 " is stale (now %" PRIu64
+		               ")", c->urn, want, have);
+	return SNIPE_OK;
+}
+
 static int put_checks(rcds_store *s, const apply_ctx *a, const Snipe__PutItem *it,
                       const Snipe__AssertionContent *c, snipe_urn *u, char *err,
                       size_t errlen)
@@ -535,6 +563,8 @@ static int put_checks(rcds_store *s, const apply_ctx *a, const Snipe__PutItem *i
 	rc = authorise(s, a, u, c->urn, err, errlen);
 	if (rc == SNIPE_OK)
 		rc = check_pubkey(c, u, err, errlen);
+	if (rc == SNIPE_OK)
+		rc = check_epoch(s, c, u, err, errlen);
 	if (rc == SNIPE_OK)
 		rc = check_version(s, c->urn, c->attr, it->check_version, it->expect_version, err,
 		                   errlen);
@@ -956,7 +986,7 @@ static int bind_prefix(sqlite3_stmt *st, const char *prefix, char upper[SNIPE_UR
 	return bind_text(st, 1, prefix) | bind_text(st, 2, upper);
 }
 
-static int bind_query(sqlite3_stmt *st, const rcds_query *q, const char *prefix,
+static int bind_query(sqlite3_stmt *st, const rcds_scan *q, const char *prefix,
                       uint64_t now_ms, char upper[SNIPE_URN_MAX])
 {
 	bool cursor = q->after_urn != NULL && q->after_urn[0] != '\0';
@@ -974,7 +1004,7 @@ static int bind_query(sqlite3_stmt *st, const rcds_query *q, const char *prefix,
 	return rc;
 }
 
-int rcds_store_query(rcds_store *s, const rcds_query *q, uint64_t now_ms, rcds_row_fn fn,
+int rcds_store_query(rcds_store *s, const rcds_scan *q, uint64_t now_ms, rcds_row_fn fn,
                      void *arg, bool *more)
 {
 	const char *prefix = q->prefix != NULL ? q->prefix : "";

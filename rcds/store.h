@@ -86,18 +86,18 @@ typedef struct rcds_filter {
 	size_t value_len;
 } rcds_filter;
 
-typedef struct rcds_query {
+typedef struct rcds_scan {
 	const char *prefix;        /* "" or NULL: every URN */
 	const rcds_filter *where;  /* URNs must have every attr = value */
 	size_t nwhere;
 	const char *after_urn;     /* cursor: rows strictly after (after_urn, after_attr) */
 	const char *after_attr;
 	uint32_t limit;            /* at most this many rows (>= 1) */
-} rcds_query;
+} rcds_scan;
 
 /* Rows of matching URNs in (urn, attr) order; *more says whether rows remain after
  * the last one given. */
-int rcds_store_query(rcds_store *s, const rcds_query *q, uint64_t now_ms, rcds_row_fn fn,
+int rcds_store_query(rcds_store *s, const rcds_scan *q, uint64_t now_ms, rcds_row_fn fn,
                      void *arg, bool *more);
 
 /* Calls fn with the public key of every registered key (urn:snipe:key:* with a role). */

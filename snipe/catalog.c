@@ -131,6 +131,12 @@ void rcds_client_set_leader_reads(rcds_client *c, bool on)
 	c->leader_reads = on;
 }
 
+void rcds_client_see_index(rcds_client *c, uint64_t index)
+{
+	if (index > c->index)
+		c->index = index;
+}
+
 uint64_t rcds_client_index(const rcds_client *c)
 {
 	return c->index;
@@ -483,19 +489,7 @@ int rcds_batch_delete(rcds_batch *b, const char *urn, const char *attr)
 
 /* ------------------------------------------------------------------- writes */
 
-/* The protobuf form of a batch, its assertions signed with the client's key. All of
- * it lives in one arena freed by write_msg_free. */
-struct write_msg {
-	Snipe__WriteRequest w;
-	Snipe__PutItem *items, **item_ptrs;
-	Snipe__Assertion *assertions;
-	Snipe__DeleteItem *dels, **del_ptrs;
-	uint8_t (*sigs)[SNIPE_SIG_BYTES];
-	uint8_t **contents;
-	size_t n;
-};
-
-static void write_msg_free(struct write_msg *m)
+void sni_write_msg_free(struct sni_write_msg *m)
 {
 	for (size_t i = 0; i < m->n && m->contents != NULL; i++)
 		free(m->contents[i]);
@@ -508,8 +502,8 @@ static void write_msg_free(struct write_msg *m)
 	free(m->sigs);
 }
 
-static int write_msg_build(const rcds_client *c, const rcds_batch *b, struct write_msg *m,
-                           char *err, size_t errlen)
+int sni_write_msg_build(const snipe_key *key, const rcds_batch *b, struct sni_write_msg *m,
+                        char *err, size_t errlen)
 {
 	size_t np = b->nputs ? b->nputs : 1, nd = b->ndels ? b->ndels : 1;
 	snipe__write_request__init(&m->w);
@@ -523,7 +517,7 @@ static int write_msg_build(const rcds_client *c, const rcds_batch *b, struct wri
 	if (!m->items || !m->item_ptrs || !m->assertions || !m->sigs || !m->contents ||
 	    !m->dels || !m->del_ptrs)
 		return SNIPE_ENOMEM;
-	const uint8_t *pk = snipe_key_public(c->key);
+	const uint8_t *pk = snipe_key_public(key);
 	for (size_t i = 0; i < b->nputs; i++, m->n++) {
 		const struct put *p = &b->puts[i];
 		size_t clen = 0;
@@ -531,7 +525,7 @@ static int write_msg_build(const rcds_client *c, const rcds_batch *b, struct wri
 		if (rc == SNIPE_OK)
 			rc = sni_attr_validate(p->attr, err, errlen);
 		if (rc == SNIPE_OK)
-			rc = sni_assertion_sign(c->key, p->urn, p->attr, p->value, p->len,
+			rc = sni_assertion_sign(key, p->urn, p->attr, p->value, p->len,
 			                        p->expires_ms, &m->contents[i], &clen, m->sigs[i]);
 		if (rc != SNIPE_OK)
 			return rc;
@@ -562,8 +556,8 @@ static int write_msg_build(const rcds_client *c, const rcds_batch *b, struct wri
 int rcds_write(rcds_client *c, const rcds_batch *b, uint64_t *index, char *err,
                size_t errlen)
 {
-	struct write_msg m = {0};
-	int rc = write_msg_build(c, b, &m, err, errlen);
+	struct sni_write_msg m = {0};
+	int rc = sni_write_msg_build(c->key, b, &m, err, errlen);
 	if (rc == SNIPE_OK) {
 		Snipe__Request req;
 		uint8_t id[REQUEST_ID_BYTES];
@@ -579,7 +573,7 @@ int rcds_write(rcds_client *c, const rcds_batch *b, uint64_t *index, char *err,
 			snipe__reply__free_unpacked(r, NULL);
 		}
 	}
-	write_msg_free(&m);
+	sni_write_msg_free(&m);
 	return rc;
 }
 
@@ -859,4 +853,114 @@ int rcds_member_remove(rcds_client *c, uint64_t id, char *err, size_t errlen)
 	m.action = SNIPE__MEMBER_REQUEST__ACTION__REMOVE;
 	m.id = id;
 	return member_call(c, &m, err, errlen);
+}
+
+/* ------------------------------------------------------------ hosts, placement */
+
+/* A request answered by the leader only, within the client's timeout. *r on success. */
+static int leader_call(rcds_client *c, Snipe__Request *req, Snipe__Reply **r, char *err,
+                       size_t errlen)
+{
+	int rc = call(c, req, r, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	rc = reply_result(c, *r, err, errlen);
+	if (rc != SNIPE_OK) {
+		snipe__reply__free_unpacked(*r, NULL);
+		*r = NULL;
+	}
+	return rc;
+}
+
+int rcds_heartbeat(rcds_client *c, const char *host, uint32_t lease_ms, rcds_lease_reply *out,
+                   char *err, size_t errlen)
+{
+	Snipe__Request req;
+	Snipe__HeartbeatRequest hb = SNIPE__HEARTBEAT_REQUEST__INIT;
+	uint8_t id[REQUEST_ID_BYTES];
+	memset(out, 0, sizeof(*out));
+	new_request(&req, id);
+	hb.host = (char *)host;
+	hb.lease_ms = lease_ms;
+	req.op_case = SNIPE__REQUEST__OP_HEARTBEAT;
+	req.heartbeat = &hb;
+	Snipe__Reply *r = NULL;
+	int rc = leader_call(c, &req, &r, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	const Snipe__HeartbeatReply *h = r->heartbeat;
+	out->index = r->index;
+	if (h != NULL && h->n_assigned > 0) {
+		out->assigned = calloc(h->n_assigned, sizeof(*out->assigned));
+		if (out->assigned == NULL)
+			rc = SNIPE_ENOMEM;
+		for (size_t i = 0; rc == SNIPE_OK && i < h->n_assigned; i++) {
+			snprintf(out->assigned[i].urn, sizeof(out->assigned[i].urn), "%s",
+			         h->assigned[i]->urn);
+			out->assigned[i].epoch = h->assigned[i]->epoch;
+		}
+		out->n = rc == SNIPE_OK ? h->n_assigned : 0;
+		out->truncated = h->truncated;
+	}
+	snipe__reply__free_unpacked(r, NULL);
+	return rc;
+}
+
+void rcds_lease_reply_clear(rcds_lease_reply *h)
+{
+	free(h->assigned);
+	memset(h, 0, sizeof(*h));
+}
+
+int rcds_place(rcds_client *c, const char *const *labels, size_t nlabels,
+               const char *exclude, char *host, size_t hostlen, char *address,
+               size_t addrlen, char *err, size_t errlen)
+{
+	Snipe__Request req;
+	Snipe__PlaceRequest pr = SNIPE__PLACE_REQUEST__INIT;
+	uint8_t id[REQUEST_ID_BYTES];
+	Snipe__AttrFilter *f = calloc(nlabels ? nlabels : 1, sizeof(*f));
+	Snipe__AttrFilter **fp = calloc(nlabels ? nlabels : 1, sizeof(*fp));
+	char **names = calloc(nlabels ? nlabels : 1, sizeof(*names));
+	int rc = f != NULL && fp != NULL && names != NULL ? SNIPE_OK : SNIPE_ENOMEM;
+	for (size_t i = 0; rc == SNIPE_OK && i < nlabels; i++) {
+		const char *eq = strchr(labels[i], '=');
+		if (eq == NULL || eq == labels[i]) {
+			rc = sni_err(err, errlen, SNIPE_EINVAL, "label '%s' is not k=v", labels[i]);
+			break;
+		}
+		names[i] = strndup(labels[i], (size_t)(eq - labels[i]));
+		if (names[i] == NULL) {
+			rc = SNIPE_ENOMEM;
+			break;
+		}
+		snipe__attr_filter__init(&f[i]);
+		f[i].attr = names[i];
+		f[i].value = (ProtobufCBinaryData){strlen(eq + 1), (uint8_t *)(eq + 1)};
+		fp[i] = &f[i];
+	}
+	if (rc == SNIPE_OK) {
+		new_request(&req, id);
+		pr.labels = fp;
+		pr.n_labels = nlabels;
+		pr.exclude = (char *)(exclude != NULL ? exclude : "");
+		req.op_case = SNIPE__REQUEST__OP_PLACE;
+		req.place = &pr;
+		Snipe__Reply *r = NULL;
+		rc = leader_call(c, &req, &r, err, errlen);
+		if (rc == SNIPE_OK && r->placement == NULL)
+			rc = sni_err(err, errlen, SNIPE_EDECODE, "placement reply without a host");
+		if (rc == SNIPE_OK) {
+			snprintf(host, hostlen, "%s", r->placement->host);
+			snprintf(address, addrlen, "%s", r->placement->address);
+		}
+		if (r != NULL)
+			snipe__reply__free_unpacked(r, NULL);
+	}
+	for (size_t i = 0; names != NULL && i < nlabels; i++)
+		free(names[i]);
+	free(names);
+	free(fp);
+	free(f);
+	return rc;
 }

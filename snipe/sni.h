@@ -96,4 +96,58 @@ int sni_assertion_read(const struct Snipe__Assertion *a, bool verify,
 struct rcds_client;
 const char *sni_client_endpoints(const struct rcds_client *c);
 
+/* The protobuf form of a write batch (rcds_batch), its assertions signed with a key.
+ * Everything lives in arrays freed by sni_write_msg_free (also after a failed build). */
+struct Snipe__WriteRequest;
+struct rcds_batch;
+#include "catalog.pb-c.h"
+struct sni_write_msg {
+	Snipe__WriteRequest w;
+	Snipe__PutItem *items, **item_ptrs;
+	Snipe__Assertion *assertions;
+	Snipe__DeleteItem *dels, **del_ptrs;
+	uint8_t (*sigs)[SNIPE_SIG_BYTES];
+	uint8_t **contents;
+	size_t n;
+};
+int sni_write_msg_build(const snipe_key *key, const struct rcds_batch *b,
+                        struct sni_write_msg *m, char *err, size_t errlen);
+void sni_write_msg_free(struct sni_write_msg *m);
+
+/* ---- process records (proc_record.c): urn:snipe:proc:<name> in the catalog.
+ * Attributes: spec (a ProcSpec, agent.proto), command (readable), host, epoch, state,
+ * pid, restarts, exit, started_ms, stop ("1": its owner asked it to stop), reason. */
+#define SNI_PROC_PREFIX "urn:snipe:proc:"
+#define SNI_HOST_PREFIX "urn:snipe:host:"
+
+typedef struct sni_proc {
+	char urn[SNIPE_URN_MAX];
+	char host[SNIPE_URN_NAME_MAX + 1];
+	char state[16];
+	char reason[128];
+	uint64_t epoch, epoch_version;
+	uint64_t version;        /* the highest version of any of its attributes */
+	uint32_t restarts;
+	int64_t pid;
+	int32_t exit_code;
+	bool has_exit, stop;
+	uint64_t started_ms;
+	uint8_t owner[SNIPE_PK_BYTES]; /* the spec's author */
+	bool has_owner;
+	struct Snipe__ProcSpec *spec; /* NULL if absent or malformed */
+	char command[256];
+} sni_proc;
+
+/* Clears p for urn (copied). */
+void sni_proc_init(sni_proc *p, const char *urn);
+/* Takes one attribute of the record. */
+void sni_proc_set(sni_proc *p, const char *attr, const uint8_t *value, size_t len,
+                  uint64_t version, const uint8_t *author);
+void sni_proc_clear(sni_proc *p);
+/* pending, running and backoff: a host should be running it (or about to). */
+bool sni_proc_state_active(const char *state);
+/* The process should be restarted after it ended with code (-signal if killed):
+ * by its policy ("never", "on-failure", "always"). */
+bool sni_proc_policy_restarts(const char *policy, int code);
+
 #endif

@@ -1,8 +1,9 @@
 /*
  * test_store.c — the catalog's SQLite state machine (rcds/store.c): applying committed
  * commands (skip of replayed indexes, request-id deduplication, atomic batches,
- * compare-and-set, deletes, expiry), authorisation against registered keys, get, query
- * (prefix, attr=value, paging), key listing, persistence, and snapshot/restore.
+ * compare-and-set, deletes, expiry), authorisation against registered keys, the
+ * forward-only epoch of a process, get, query (prefix, attr=value, paging), key
+ * listing, persistence, and snapshot/restore.
  */
 #include <sodium.h>
 #include <sqlite3.h>
@@ -696,7 +697,7 @@ START_TEST(test_expired_row_is_hidden_from_reads)
 	rcds_store *s = populated();
 	rows rs;
 	bool more = true;
-	rcds_query q = {.prefix = "urn:snipe:data:", .limit = 10};
+	rcds_scan q = {.prefix = "urn:snipe:data:", .limit = 10};
 
 	ck_assert_int_eq(put_expiring(s, 4, 500, 1000), SNIPE_OK);
 	ck_assert_int_eq(get_rows(s, "urn:snipe:data:x", 999, &rs), SNIPE_OK);
@@ -751,7 +752,7 @@ END_TEST
 
 /* ------------------------------------------------------------------ query */
 
-static int query(rcds_store *s, const rcds_query *q, rows *rs, bool *more)
+static int query(rcds_store *s, const rcds_scan *q, rows *rs, bool *more)
 {
 	memset(rs, 0, sizeof(*rs));
 	*more = true;
@@ -780,7 +781,7 @@ START_TEST(test_query_by_prefix_is_literal)
 	bool more;
 
 	put_all(s, 4, t, sizeof(t) / sizeof(t[0]));
-	rcds_query q = {.prefix = "urn:snipe:data:run_1.", .limit = 10};
+	rcds_scan q = {.prefix = "urn:snipe:data:run_1.", .limit = 10};
 	ck_assert_int_eq(query(s, &q, &rs, &more), SNIPE_OK);
 	ck_assert_uint_eq(rs.n, 2);
 	ck_assert_str_eq(rs.r[0].urn, "urn:snipe:data:run_1.a");
@@ -809,7 +810,7 @@ START_TEST(test_query_empty_prefix_gives_every_urn)
 	bool more;
 
 	put_all(s, 4, t, sizeof(t) / sizeof(t[0]));
-	rcds_query q = {.prefix = "", .limit = 30};
+	rcds_scan q = {.prefix = "", .limit = 30};
 	ck_assert_int_eq(query(s, &q, &rs, &more), SNIPE_OK);
 	/* 3 registered keys: pubkey and role each, host for node1 */
 	ck_assert_uint_eq(rs.n, 2 + 7);
@@ -830,7 +831,7 @@ START_TEST(test_query_prefix_matching_nothing)
 	bool more;
 
 	put_all(s, 4, t, 3);
-	rcds_query q = {.prefix = "urn:snipe:data:b", .limit = 10};
+	rcds_scan q = {.prefix = "urn:snipe:data:b", .limit = 10};
 	ck_assert_int_eq(query(s, &q, &rs, &more), SNIPE_OK);
 	ck_assert_uint_eq(rs.n, 0);
 	ck_assert(!more);
@@ -855,7 +856,7 @@ START_TEST(test_query_by_attr_value_gives_all_attrs_of_matches)
 
 	put_all(s, 4, t, sizeof(t) / sizeof(t[0]));
 	rcds_filter up = {"state", (const uint8_t *)"up", 2};
-	rcds_query q = {.prefix = "urn:snipe:data:", .where = &up, .nwhere = 1, .limit = 10};
+	rcds_scan q = {.prefix = "urn:snipe:data:", .where = &up, .nwhere = 1, .limit = 10};
 	ck_assert_int_eq(query(s, &q, &rs, &more), SNIPE_OK);
 	ck_assert_uint_eq(rs.n, 3);
 	ck_assert_str_eq(rs.r[0].urn, "urn:snipe:data:n1");
@@ -875,7 +876,7 @@ START_TEST(test_query_by_attr_value_gives_all_attrs_of_matches)
 
 	/* no prefix: the filter alone */
 	rcds_filter down = {"state", (const uint8_t *)"down", 4};
-	q = (rcds_query){.where = &down, .nwhere = 1, .limit = 10};
+	q = (rcds_scan){.where = &down, .nwhere = 1, .limit = 10};
 	ck_assert_int_eq(query(s, &q, &rs, &more), SNIPE_OK);
 	ck_assert_uint_eq(rs.n, 2);
 	ck_assert_str_eq(rs.r[0].urn, "urn:snipe:data:n2");
@@ -897,7 +898,7 @@ START_TEST(test_query_compares_values_byte_exact)
 	ck_assert_int_eq(apply(s, 4, m, NULL), SNIPE_OK);
 
 	rcds_filter f = {"v", v, sizeof(v)};
-	rcds_query q = {.where = &f, .nwhere = 1, .limit = 10};
+	rcds_scan q = {.where = &f, .nwhere = 1, .limit = 10};
 	ck_assert_int_eq(query(s, &q, &rs, &more), SNIPE_OK);
 	ck_assert_uint_eq(rs.n, 1);
 	ck_assert_str_eq(rs.r[0].urn, "urn:snipe:data:bin");
@@ -917,7 +918,7 @@ START_TEST(test_query_compares_values_byte_exact)
 END_TEST
 
 /* Pages through q with its limit, collecting every row; returns the number of pages. */
-static size_t page_all(rcds_store *s, rcds_query q, rows *all)
+static size_t page_all(rcds_store *s, rcds_scan q, rows *all)
 {
 	char after_urn[SNIPE_URN_MAX] = "", after_attr[SNI_ATTR_MAX + 1] = "";
 	size_t pages = 0;
@@ -958,7 +959,7 @@ START_TEST(test_query_pages_with_limit_two)
 	rows all;
 
 	put_all(s, 4, t, sizeof(t) / sizeof(t[0]));
-	rcds_query q = {.prefix = "urn:snipe:data:p/", .limit = 2};
+	rcds_scan q = {.prefix = "urn:snipe:data:p/", .limit = 2};
 	ck_assert_uint_eq(page_all(s, q, &all), 3);
 	ck_assert_uint_eq(all.n, 5);
 	for (size_t i = 0; i < 5; i++) {
@@ -976,7 +977,7 @@ START_TEST(test_query_pages_with_limit_two)
 
 	/* paging over a filtered query */
 	rcds_filter f = {"x", (const uint8_t *)"3", 1};
-	q = (rcds_query){.prefix = "urn:snipe:data:", .where = &f, .nwhere = 1, .limit = 2};
+	q = (rcds_scan){.prefix = "urn:snipe:data:", .where = &f, .nwhere = 1, .limit = 2};
 	ck_assert_uint_eq(page_all(s, q, &all), 1);
 	ck_assert_uint_eq(all.n, 1);
 	ck_assert_str_eq(all.r[0].urn, "urn:snipe:data:p/b");
@@ -995,7 +996,7 @@ START_TEST(test_query_cursor_is_strictly_after)
 	bool more;
 
 	put_all(s, 4, t, sizeof(t) / sizeof(t[0]));
-	rcds_query q = {.prefix = "urn:snipe:data:", .after_urn = "urn:snipe:data:a",
+	rcds_scan q = {.prefix = "urn:snipe:data:", .after_urn = "urn:snipe:data:a",
 	                .after_attr = "x", .limit = 1};
 	ck_assert_int_eq(query(s, &q, &rs, &more), SNIPE_OK);
 	ck_assert_uint_eq(rs.n, 1);
@@ -1019,7 +1020,7 @@ START_TEST(test_query_rejects_zero_limit)
 	rcds_store *s = populated();
 	rows rs;
 	bool more;
-	rcds_query q = {.prefix = "urn:", .limit = 0};
+	rcds_scan q = {.prefix = "urn:", .limit = 0};
 	ck_assert_int_eq(query(s, &q, &rs, &more), SNIPE_EINVAL);
 	rcds_store_close(s);
 }
@@ -1179,6 +1180,143 @@ START_TEST(test_host_key_writes_its_host_and_assigned_procs)
 }
 END_TEST
 
+/* ----------------------------------------------------------------- epochs */
+
+START_TEST(test_put_rejects_stale_epoch)
+{
+	rcds_store *s = populated();
+	rcds_result res;
+	uint64_t version = 0;
+
+	ck_assert_int_eq(put1(s, 4, alice, "urn:snipe:proc:x", "epoch", "3"), SNIPE_OK);
+	cmd *m = cmd_new(alice, 1000);
+	put_by(m, alice, "urn:snipe:data:y", "a", "1");
+	put_by(m, alice, "urn:snipe:proc:x", "state", "running");
+	put_by(m, alice, "urn:snipe:proc:x", "epoch", "2");
+	tu_assert_code(apply(s, 5, m, &res), SNIPE_ESTALE);
+	ck_assert_uint_eq(res.index, 5);
+	ck_assert_msg(strncmp(res.reason, "put 3: ", 7) == 0, "reason: %s", res.reason);
+	ck_assert_msg(strstr(res.reason, "urn:snipe:proc:x") != NULL, "reason: %s", res.reason);
+	ck_assert_msg(tu_has_number(res.reason, 2) && tu_has_number(res.reason, 3),
+	              "reason: %s", res.reason);
+	ck_assert_uint_eq(rcds_store_applied(s), 5);
+	ck_assert_str_eq(value_of(s, "urn:snipe:proc:x", "epoch", 1000, &version), "3");
+	ck_assert_uint_eq(version, 4);
+	ck_assert_ptr_null(value_of(s, "urn:snipe:proc:x", "state", 1000, NULL));
+	ck_assert_ptr_null(value_of(s, "urn:snipe:data:y", "a", 1000, NULL));
+	rcds_store_close(s);
+}
+END_TEST
+
+START_TEST(test_put_accepts_same_or_newer_epoch)
+{
+	rcds_store *s = populated();
+	uint64_t version = 0;
+
+	ck_assert_int_eq(put1(s, 4, alice, "urn:snipe:proc:x", "epoch", "3"), SNIPE_OK);
+	tu_assert_code(put1(s, 5, alice, "urn:snipe:proc:x", "epoch", "3"), SNIPE_OK);
+	ck_assert_str_eq(value_of(s, "urn:snipe:proc:x", "epoch", 1000, &version), "3");
+	ck_assert_uint_eq(version, 5);
+	tu_assert_code(put1(s, 6, alice, "urn:snipe:proc:x", "epoch", "4"), SNIPE_OK);
+	ck_assert_str_eq(value_of(s, "urn:snipe:proc:x", "epoch", 1000, &version), "4");
+	ck_assert_uint_eq(version, 6);
+	tu_assert_code(put1(s, 7, alice, "urn:snipe:proc:x", "epoch", "3"), SNIPE_ESTALE);
+	ck_assert_str_eq(value_of(s, "urn:snipe:proc:x", "epoch", 1000, &version), "4");
+	ck_assert_uint_eq(version, 6);
+	rcds_store_close(s);
+}
+END_TEST
+
+START_TEST(test_epochs_compare_as_numbers_not_text)
+{
+	rcds_store *s = populated();
+
+	ck_assert_int_eq(put1(s, 4, alice, "urn:snipe:proc:x", "epoch", "9"), SNIPE_OK);
+	tu_assert_code(put1(s, 5, alice, "urn:snipe:proc:x", "epoch", "10"), SNIPE_OK);
+	tu_assert_code(put1(s, 6, alice, "urn:snipe:proc:x", "epoch", "9"), SNIPE_ESTALE);
+	tu_assert_code(put1(s, 7, alice, "urn:snipe:proc:x", "epoch", "18446744073709551615"),
+	               SNIPE_OK);
+	tu_assert_code(put1(s, 8, alice, "urn:snipe:proc:x", "epoch", "18446744073709551614"),
+	               SNIPE_ESTALE);
+	ck_assert_str_eq(value_of(s, "urn:snipe:proc:x", "epoch", 1000, NULL),
+	                 "18446744073709551615");
+	rcds_store_close(s);
+}
+END_TEST
+
+START_TEST(test_stale_epoch_later_in_the_same_batch_is_rejected)
+{
+	rcds_store *s = populated();
+	rcds_result res;
+
+	ck_assert_int_eq(put1(s, 4, alice, "urn:snipe:proc:x", "epoch", "3"), SNIPE_OK);
+	cmd *m = cmd_new(alice, 1000);
+	put_by(m, alice, "urn:snipe:proc:x", "epoch", "5");
+	put_by(m, alice, "urn:snipe:proc:x", "epoch", "4");
+	tu_assert_code(apply(s, 5, m, &res), SNIPE_ESTALE);
+	ck_assert_msg(strncmp(res.reason, "put 2: ", 7) == 0, "reason: %s", res.reason);
+	ck_assert_str_eq(value_of(s, "urn:snipe:proc:x", "epoch", 1000, NULL), "3");
+	rcds_store_close(s);
+}
+END_TEST
+
+START_TEST(test_put_rejects_epoch_that_is_not_a_number_from_one)
+{
+	static const char *const bad[] = {
+	        "0",  "00", "",    "abc", "-1", "+4", " 4",  "4 ",  "4.0",
+	        "0x10", "1e3", "18446744073709551616", "123456789012345678901234",
+	};
+	rcds_store *s = populated();
+	rcds_result res;
+	uint64_t index = 4;
+
+	/* on a process with no epoch yet, and on one whose epoch is 3 */
+	for (int stored = 0; stored < 2; stored++) {
+		if (stored)
+			ck_assert_int_eq(put1(s, index++, alice, "urn:snipe:proc:x", "epoch", "3"),
+			                 SNIPE_OK);
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			cmd *m = cmd_new(alice, 1000);
+			put_by(m, alice, "urn:snipe:proc:x", "epoch", bad[i]);
+			int rc = apply(s, index++, m, &res);
+			ck_assert_msg(rc == SNIPE_EINVAL, "epoch \"%s\": got %s (%d), reason: %s",
+			              bad[i], snipe_errname(rc), rc, res.reason);
+		}
+		const char *now = value_of(s, "urn:snipe:proc:x", "epoch", 1000, NULL);
+		if (stored)
+			ck_assert_str_eq(now, "3");
+		else
+			ck_assert_ptr_null(now);
+	}
+	rcds_store_close(s);
+}
+END_TEST
+
+START_TEST(test_epoch_rule_applies_only_to_proc_urns)
+{
+	rcds_store *s = populated();
+
+	ck_assert_int_eq(put1(s, 4, alice, "urn:snipe:data:x", "epoch", "3"), SNIPE_OK);
+	tu_assert_code(put1(s, 5, alice, "urn:snipe:data:x", "epoch", "2"), SNIPE_OK);
+	ck_assert_str_eq(value_of(s, "urn:snipe:data:x", "epoch", 1000, NULL), "2");
+	tu_assert_code(put1(s, 6, alice, "urn:snipe:data:x", "epoch", "0"), SNIPE_OK);
+	tu_assert_code(put1(s, 7, alice, "urn:snipe:data:x", "epoch", "abc"), SNIPE_OK);
+	ck_assert_str_eq(value_of(s, "urn:snipe:data:x", "epoch", 1000, NULL), "abc");
+
+	ck_assert_int_eq(put1(s, 8, node1, "urn:snipe:host:node1", "epoch", "5"), SNIPE_OK);
+	tu_assert_code(put1(s, 9, node1, "urn:snipe:host:node1", "epoch", "1"), SNIPE_OK);
+	ck_assert_str_eq(value_of(s, "urn:snipe:host:node1", "epoch", 1000, NULL), "1");
+
+	/* and only to the epoch attribute of a process */
+	ck_assert_int_eq(put1(s, 10, alice, "urn:snipe:proc:x", "epoch", "3"), SNIPE_OK);
+	ck_assert_int_eq(put1(s, 11, alice, "urn:snipe:proc:x", "restarts", "3"), SNIPE_OK);
+	tu_assert_code(put1(s, 12, alice, "urn:snipe:proc:x", "restarts", "2"), SNIPE_OK);
+	tu_assert_code(put1(s, 13, alice, "urn:snipe:proc:x", "epochs", "0"), SNIPE_OK);
+	ck_assert_str_eq(value_of(s, "urn:snipe:proc:x", "restarts", 1000, NULL), "2");
+	rcds_store_close(s);
+}
+END_TEST
+
 /* -------------------------------------------------- persistence, snapshots */
 
 START_TEST(test_reopen_keeps_rows_and_applied)
@@ -1223,7 +1361,7 @@ static void expect_journal_mode(const char *path, const char *mode)
 static void dump(rcds_store *s, rows *rs)
 {
 	bool more;
-	rcds_query q = {.limit = 32};
+	rcds_scan q = {.limit = 32};
 	ck_assert_int_eq(query(s, &q, rs, &more), SNIPE_OK);
 	ck_assert(!more);
 }
@@ -1410,6 +1548,16 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_expiring_key_sets_keys_changed_when_purged);
 	tcase_add_test(tc, test_keys_lists_registered_keys);
 	tcase_add_test(tc, test_host_key_writes_its_host_and_assigned_procs);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("epoch");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_put_rejects_stale_epoch);
+	tcase_add_test(tc, test_put_accepts_same_or_newer_epoch);
+	tcase_add_test(tc, test_epochs_compare_as_numbers_not_text);
+	tcase_add_test(tc, test_stale_epoch_later_in_the_same_batch_is_rejected);
+	tcase_add_test(tc, test_put_rejects_epoch_that_is_not_a_number_from_one);
+	tcase_add_test(tc, test_epoch_rule_applies_only_to_proc_urns);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("persistence");
