@@ -267,6 +267,10 @@ size_t snipe_verifier_cached(const snipe_verifier *v);
 int snipe_env_open(snipe_verifier *v, const uint8_t *buf, size_t len, uint32_t type,
                    snipe_env_msg *out, char *err, size_t errlen);
 
+/* The key id a signed envelope claims to be from, without checking anything else: to
+ * fetch an unknown signer's key before opening it. SNIPE_EDECODE if it is not one. */
+int snipe_env_peek_signer(const uint8_t *buf, size_t len, uint8_t id[SNIPE_KEYID_BYTES]);
+
 /* ---------------------------------------------------------------- sessions */
 
 /*
@@ -355,6 +359,81 @@ int snipe_parse_bool(const char *s, bool *out);
  * [client] section of cfg (may be NULL), else NULL. Borrowed from their sources. */
 const char *snipe_client_catalog(const snipe_config *cfg, const char *flag);
 const char *snipe_client_key(const snipe_config *cfg, const char *flag);
+
+/* --------------------------------------------------------------- processes */
+
+/*
+ * Long-running processes under SNIPE's care. A process is the catalog record
+ * urn:snipe:proc:<name>; its host's agent makes it so. These calls take a catalog
+ * client (rcds.h) whose key becomes the process's owner; they block for at most the
+ * client's timeout.
+ */
+typedef struct rcds_client rcds_client;
+
+typedef enum snipe_restart {
+	SNIPE_RESTART_NEVER = 0,   /* ended is ended; a lost host loses it */
+	SNIPE_RESTART_ON_FAILURE,  /* again after a non-zero exit, a signal, or a lost host */
+	SNIPE_RESTART_ALWAYS,      /* again whatever the exit */
+} snipe_restart;
+
+typedef struct snipe_spawn_opts {
+	const char *name;              /* NULL: a fresh UUID */
+	const char *host;              /* NULL: the catalog chooses (least loaded that fits) */
+	snipe_restart restart;
+	uint32_t max_restarts;         /* 0: no limit */
+	const char *const *argv;       /* the command: argc strings, argv[0] looked up in PATH */
+	size_t argc;
+	const char *const *env;        /* "K=V" added to the agent's environment */
+	size_t nenv;
+	const char *cwd;               /* NULL: a directory of its own on the host */
+	const char *const *labels;     /* "k=v" the host must have */
+	size_t nlabels;
+} snipe_spawn_opts;
+
+typedef struct snipe_proc_info {
+	char urn[SNIPE_URN_MAX];
+	char host[SNIPE_URN_NAME_MAX + 1];
+	char state[16];                /* pending running backoff exited failed killed lost */
+	char reason[128];              /* why it ended, when the catalog says */
+	char command[256];             /* readable form of argv */
+	uint64_t epoch;                /* bumped each time it moves to another host */
+	int64_t pid;                   /* on its host; 0 when not running */
+	int32_t exit_code;             /* with has_exit: exit code, or -signal */
+	bool has_exit;
+	uint32_t restarts;
+	uint64_t started_ms;           /* wall clock of the current run's start */
+} snipe_proc_info;
+
+/* "never", "on-failure", "always" -> *out; SNIPE_EINVAL otherwise. */
+int snipe_restart_parse(const char *s, snipe_restart *out);
+
+/*
+ * Starts a process: writes its record (owned by the client's key) and has its host's
+ * agent start it; returns once it runs (out filled) or failed to start. Codes:
+ * SNIPE_EEXIST (the name is in use by a live process), SNIPE_ENOTFOUND (no live host
+ * fits, or --host is unknown), SNIPE_ESPAWN (the command could not be started: err says
+ * why), SNIPE_EDENIED (the name belongs to another key), catalog codes.
+ */
+int snipe_spawn(rcds_client *c, const snipe_spawn_opts *o, snipe_proc_info *out, char *err,
+                size_t errlen);
+/* Asks a process to stop (SIGTERM, then SIGKILL after 2 s) and waits until it has. Only
+ * its owner (or an admin) may. SNIPE_ENOTFOUND; SNIPE_EINVAL if it is not running. */
+int snipe_kill(rcds_client *c, const char *urn, char *err, size_t errlen);
+/* What the catalog says of urn now. */
+int snipe_proc_get(rcds_client *c, const char *urn, snipe_proc_info *out, char *err,
+                   size_t errlen);
+/* Waits until urn has ended (exited, failed, killed or lost), at most timeout_ms (-1:
+ * forever); out holds its last state. SNIPE_ETIMEDOUT if it still runs. */
+int snipe_wait(rcds_client *c, const char *urn, int timeout_ms, snipe_proc_info *out,
+               char *err, size_t errlen);
+/* Every process the catalog knows, in URN order: *out (malloc'd, free it) holds *n. */
+int snipe_proc_list(rcds_client *c, snipe_proc_info **out, size_t *n, char *err,
+                    size_t errlen);
+/* Reads up to max bytes of urn's captured stdout (or stderr) from offset, from the
+ * agent of its host: *data (malloc'd) gets *len bytes, *size the log's size now. */
+int snipe_proc_logs(rcds_client *c, const char *urn, bool stderr_stream, uint64_t offset,
+                    uint32_t max, uint8_t **data, size_t *len, uint64_t *size, char *err,
+                    size_t errlen);
 
 /* Wall clock, milliseconds since the Unix epoch. */
 uint64_t snipe_now_ms(void);

@@ -475,7 +475,7 @@ static int assignments(rcds_leader *l, const char *host, Snipe__HeartbeatReply *
 			rc = SNIPE_ENOMEM;
 	}
 	for (size_t i = 0; rc == SNIPE_OK && i < pl.n; i++) {
-		if (!sni_proc_state_active(pl.v[i].state))
+		if (!sni_proc_state_active(pl.v[i].state) || pl.v[i].stop)
 			continue;
 		if (n == MAX_ASSIGNED) {
 			out->truncated = true;

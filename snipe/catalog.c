@@ -131,6 +131,11 @@ void rcds_client_set_leader_reads(rcds_client *c, bool on)
 	c->leader_reads = on;
 }
 
+const snipe_key *sni_client_key(const rcds_client *c)
+{
+	return c->key;
+}
+
 void rcds_client_see_index(rcds_client *c, uint64_t index)
 {
 	if (index > c->index)

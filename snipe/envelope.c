@@ -260,3 +260,19 @@ out:
 	snipe__envelope__free_unpacked(e, NULL);
 	return rc;
 }
+
+int snipe_env_peek_signer(const uint8_t *buf, size_t len, uint8_t id[SNIPE_KEYID_BYTES])
+{
+	Snipe__Envelope *e = NULL;
+	Snipe__EnvelopeContent *c = NULL;
+	int rc = decode_outer(buf, len, &e, NULL, 0);
+	if (rc == SNIPE_OK)
+		rc = sni_env_decode_content(&e->content, &c, NULL, 0);
+	if (rc == SNIPE_OK)
+		memcpy(id, c->signer.data, SNIPE_KEYID_BYTES);
+	if (c != NULL)
+		snipe__envelope_content__free_unpacked(c, NULL);
+	if (e != NULL)
+		snipe__envelope__free_unpacked(e, NULL);
+	return rc;
+}

@@ -95,6 +95,8 @@ int sni_assertion_read(const struct Snipe__Assertion *a, bool verify,
 /* The client's endpoint list as given to rcds_client_open. In catalog.c. */
 struct rcds_client;
 const char *sni_client_endpoints(const struct rcds_client *c);
+/* The client's key (borrowed from its opener). In catalog.c. */
+const snipe_key *sni_client_key(const struct rcds_client *c);
 
 /* The protobuf form of a write batch (rcds_batch), its assertions signed with a key.
  * Everything lives in arrays freed by sni_write_msg_free (also after a failed build). */

@@ -22,17 +22,19 @@
 #include "rcds.h"
 
 #define MAX_REPLICAS 7
+#define MAX_HOSTS 16
 #define DEFAULT_DIR "/tmp/snipe-cluster"
 
 static void cluster_usage(FILE *to)
 {
-	fprintf(to, "usage: snipe cluster up [--replicas M] [--dir DIR]\n"
+	fprintf(to, "usage: snipe cluster up [--hosts N] [--replicas M] [--dir DIR]\n"
 	            "       snipe cluster down [--dir DIR]\n"
 	            "       snipe cluster status [--dir DIR] [--json]\n"
-	            "up starts M catalog replicas (default 3) on loopback with a new admin key, "
-	            "waits\nfor a leader, and prints the export lines for SNIPE_CATALOG and "
-	            "SNIPE_KEY.\ndown stops exactly what up started. DIR defaults to " DEFAULT_DIR
-	            ".\n");
+	            "up starts M catalog replicas (default 3) and N host agents (default 3, named\n"
+	            "host1..hostN) on loopback, with new keys registered in the catalog, waits "
+	            "until\nall are healthy, and prints the export lines for SNIPE_CATALOG and "
+	            "SNIPE_KEY\n(the admin key). down stops exactly what up started. DIR "
+	            "defaults to " DEFAULT_DIR ".\n");
 }
 
 /* --------------------------------------------------------------- helpers */
@@ -105,6 +107,7 @@ struct replica {
 static int start_replicas(const char *dir, struct replica *r, int m, const char *admin_pub,
                           const char *cluster_key)
 {
+	char keys[MAX_REPLICAS][4200];
 	char rcdsd[4096], peers[1024] = "";
 	find_binary("rcdsd", rcdsd, sizeof(rcdsd));
 	for (int i = 0; i < m; i++) {
@@ -125,9 +128,11 @@ static int start_replicas(const char *dir, struct replica *r, int m, const char 
 		snprintf(data, sizeof(data), "%s/replica%d", dir, i + 1);
 		snprintf(raft, sizeof(raft), "127.0.0.1:%d", r[i].raft_port);
 		snprintf(log, sizeof(log), "%s/replica%d.log", dir, i + 1);
+		snprintf(keys[i], sizeof(keys[i]), "%s/replica%d.key", dir, i + 1);
 		char *argv[] = {rcdsd, "-d", "--id", id, "--data", data, "--raft", raft, "--listen",
 		                r[i].endpoint, "--watch", r[i].watch, "--peers", peers, "--admin-key",
-		                (char *)admin_pub, "--cluster-key", (char *)cluster_key, NULL};
+		                (char *)admin_pub, "--cluster-key", (char *)cluster_key, "--key",
+		                keys[i], NULL};
 		r[i].pid = spawn_daemon(argv, log);
 		if (r[i].pid < 0)
 			return cli_fail(CLI_FAIL, "cluster: cannot start %s: %s", rcdsd, strerror(errno));
@@ -166,7 +171,128 @@ static int wait_leader(const struct cli *c, struct replica *r, int m, const char
 	return rc;
 }
 
-static int cluster_up(const struct cli *c, const char *dir, int m)
+/* Makes a key at DIR/<name>.key; its public key as 64 hex digits into pk_hex. */
+static int make_key(const char *dir, const char *name, char pk_hex[SNIPE_PK_HEX])
+{
+	char path[4200], err[512];
+	snipe_key *k = NULL;
+	snprintf(path, sizeof(path), "%s/%s.key", dir, name);
+	int rc = snipe_key_generate(&k);
+	if (rc == SNIPE_OK)
+		rc = snipe_key_save(k, path, true, err, sizeof(err));
+	if (rc == SNIPE_OK)
+		snipe_pk_hex(snipe_key_public(k), pk_hex);
+	snipe_key_free(k);
+	return rc == SNIPE_OK ? CLI_OK : cli_fail(CLI_FAIL, "cluster: cannot make %s: %s", path,
+	                                          rc == SNIPE_ENOMEM ? "out of memory" : err);
+}
+
+static int register_key(rcds_batch *b, const char *pk_hex, const char *role, const char *host)
+{
+	uint8_t pk[SNIPE_PK_BYTES], id[SNIPE_KEYID_BYTES];
+	char idhex[SNIPE_KEYID_HEX], urn[SNIPE_URN_MAX];
+	snipe_pk_parse(pk_hex, pk);
+	snipe_keyid(pk, id);
+	snipe_keyid_hex(id, idhex);
+	snprintf(urn, sizeof(urn), "urn:snipe:key:%s", idhex);
+	int rc = rcds_batch_put(b, urn, "pubkey", pk_hex, strlen(pk_hex), 0);
+	if (rc == SNIPE_OK)
+		rc = rcds_batch_put(b, urn, "role", role, strlen(role), 0);
+	if (rc == SNIPE_OK && host != NULL)
+		rc = rcds_batch_put(b, urn, "host", host, strlen(host), 0);
+	return rc;
+}
+
+/* Makes the replica and host keys (replicaI.key, hostI.key); their public keys in pks. */
+static int make_keys(const char *dir, int m, int n, char (*pks)[SNIPE_PK_HEX])
+{
+	char name[32];
+	for (int i = 0; i < m + n; i++) {
+		snprintf(name, sizeof(name), i < m ? "replica%d" : "host%d", i < m ? i + 1 : i - m + 1);
+		if (make_key(dir, name, pks[i]) != CLI_OK)
+			return CLI_FAIL;
+	}
+	return CLI_OK;
+}
+
+/* Registers the replica and host keys with the admin key, in one write. */
+static int register_keys(const char *endpoints, const snipe_key *admin, int m, int n,
+                         char (*pks)[SNIPE_PK_HEX])
+{
+	rcds_client *client = NULL;
+	rcds_batch *b = NULL;
+	char err[512], name[32];
+	int rc = rcds_client_open(endpoints, admin, &client, err, sizeof(err));
+	if (rc == SNIPE_OK)
+		rc = rcds_batch_new(&b);
+	/* the admin key too: agents trust the keys the catalog lists */
+	char admin_hex[SNIPE_PK_HEX];
+	snipe_pk_hex(snipe_key_public(admin), admin_hex);
+	if (rc == SNIPE_OK)
+		rc = register_key(b, admin_hex, "admin", NULL);
+	for (int i = 0; rc == SNIPE_OK && i < m + n; i++) {
+		bool replica = i < m;
+		snprintf(name, sizeof(name), "host%d", i - m + 1);
+		rc = register_key(b, pks[i], replica ? "replica" : "host", replica ? NULL : name);
+	}
+	if (rc == SNIPE_OK)
+		rc = rcds_write(client, b, NULL, err, sizeof(err));
+	rcds_batch_free(b);
+	rcds_client_close(client);
+	return rc == SNIPE_OK ? CLI_OK : cli_fail(CLI_FAIL, "cluster: cannot register keys: %s", err);
+}
+
+/* Starts agents host1..hostN; their pids into pids[]. */
+static int start_agents(const char *dir, const char *endpoints, int n, pid_t *pids)
+{
+	char agentd[4096];
+	find_binary("snipe-agentd", agentd, sizeof(agentd));
+	for (int i = 0; i < n; i++) {
+		char name[32], key[4200], state[4200], log[4200], listen[64];
+		int port = free_port();
+		if (port < 0)
+			return cli_fail(CLI_FAIL, "cluster: no free loopback port");
+		snprintf(name, sizeof(name), "host%d", i + 1);
+		snprintf(key, sizeof(key), "%s/%s.key", dir, name);
+		snprintf(state, sizeof(state), "%s/%s", dir, name);
+		snprintf(log, sizeof(log), "%s/%s.log", dir, name);
+		snprintf(listen, sizeof(listen), "tcp://127.0.0.1:%d", port);
+		char *argv[] = {agentd, "-d", "--name", name, "--catalog", (char *)endpoints, "--key",
+		                key, "--listen", listen, "--state", state, NULL};
+		pids[i] = spawn_daemon(argv, log);
+		if (pids[i] < 0)
+			return cli_fail(CLI_FAIL, "cluster: cannot start %s: %s", agentd, strerror(errno));
+	}
+	return CLI_OK;
+}
+
+/* Waits until the catalog says n hosts are up (at most timeout_ms). */
+static int wait_hosts(const char *endpoints, const snipe_key *key, int n, int timeout_ms)
+{
+	rcds_client *client = NULL;
+	char err[256];
+	if (rcds_client_open(endpoints, key, &client, err, sizeof(err)) != SNIPE_OK)
+		return cli_fail(CLI_FAIL, "cluster: %s", err);
+	rcds_client_set_timeout(client, 1000);
+	rcds_client_set_leader_reads(client, true);
+	int up = 0;
+	for (int waited = 0; waited < timeout_ms; waited += 100) {
+		rcds_list l = {0};
+		rcds_where w = {.attr = "state", .value = "up", .value_len = 2};
+		up = 0;
+		if (rcds_query(client, "urn:snipe:host:", &w, 1, &l, err, sizeof(err)) == SNIPE_OK)
+			for (size_t i = 0; i < l.count; i++)
+				up += strcmp(l.items[i].attr, "state") == 0;
+		rcds_list_free(&l);
+		if (up >= n)
+			break;
+		usleep(100 * 1000);
+	}
+	rcds_client_close(client);
+	return up >= n ? CLI_OK : CLI_FAIL;
+}
+
+static int cluster_up(const struct cli *c, const char *dir, int m, int hosts)
 {
 	char path[4096], pub[4200], text[8192];
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
@@ -197,8 +323,11 @@ static int cluster_up(const struct cli *c, const char *dir, int m)
 		return cli_fail(CLI_FAIL, "cluster: %s", rc == SNIPE_ENOMEM ? "out of memory" : err);
 	}
 	struct replica r[MAX_REPLICAS] = {0};
-	rc = start_replicas(dir, r, m, pub, cluster_key);
-	char endpoints[1024] = "", pids[512] = "";
+	char pks[MAX_REPLICAS + MAX_HOSTS][SNIPE_PK_HEX];
+	rc = make_keys(dir, m, hosts, pks);
+	if (rc == CLI_OK)
+		rc = start_replicas(dir, r, m, pub, cluster_key);
+	char endpoints[1024] = "", pids[2048] = "";
 	for (int i = 0; i < m; i++) {
 		size_t u = strlen(endpoints), p = strlen(pids);
 		snprintf(endpoints + u, sizeof(endpoints) - u, "%s%s", i ? "," : "", r[i].endpoint);
@@ -210,6 +339,22 @@ static int cluster_up(const struct cli *c, const char *dir, int m)
 	if (rc == CLI_OK && wait_leader(c, r, m, endpoints, admin, 15000) != CLI_OK)
 		rc = cli_fail(CLI_FAIL, "cluster: the catalog elected no leader within 15 s (logs: "
 		                        "%s/replica*.log)", dir);
+	if (rc == CLI_OK)
+		rc = register_keys(endpoints, admin, m, hosts, pks);
+	pid_t agents[MAX_HOSTS];
+	if (rc == CLI_OK && hosts > 0) {
+		rc = start_agents(dir, endpoints, hosts, agents);
+		for (int i = 0; rc == CLI_OK && i < hosts; i++) {
+			size_t p = strlen(pids);
+			snprintf(pids + p, sizeof(pids) - p, "%d snipe-agentd host%d\n", (int)agents[i],
+			         i + 1);
+		}
+		if (write_text(text, pids) != 0)
+			rc = cli_fail(CLI_FAIL, "cluster: cannot write %s", text);
+	}
+	if (rc == CLI_OK && hosts > 0 && wait_hosts(endpoints, admin, hosts, 15000) != CLI_OK)
+		rc = cli_fail(CLI_FAIL, "cluster: not every host came up within 15 s (logs: "
+		                        "%s/host*.log)", dir);
 	snipe_key_free(admin);
 	if (rc != CLI_OK)
 		return rc;
@@ -218,8 +363,8 @@ static int cluster_up(const struct cli *c, const char *dir, int m)
 	char envpath[4200];
 	snprintf(envpath, sizeof(envpath), "%s/env", dir);
 	write_text(envpath, text);
-	fprintf(stderr, "cluster: %d catalog replicas up in %s (stop with: snipe cluster down "
-	                "--dir %s)\n", m, dir, dir);
+	fprintf(stderr, "cluster: %d catalog replicas and %d hosts up in %s (stop with: snipe "
+	                "cluster down --dir %s)\n", m, hosts, dir, dir);
 	fputs(text, stdout);
 	return CLI_OK;
 }
@@ -286,7 +431,14 @@ static int cluster_status(struct cli *c, const char *dir, bool json)
 		c->key_flag = key;
 	char *argv2[] = {"catalog", "status", json ? "--json" : NULL, NULL};
 	optind = 0;
-	return cmd_catalog(c, json ? 3 : 2, argv2);
+	int rc = cmd_catalog(c, json ? 3 : 2, argv2);
+	if (rc != CLI_OK)
+		return rc;
+	char *argv3[] = {"hosts", json ? "--json" : NULL, NULL};
+	optind = 0;
+	if (!json)
+		printf("\n");
+	return cmd_hosts(c, json ? 2 : 1, argv3);
 }
 
 /* --------------------------------------------------------------- command */
@@ -294,6 +446,7 @@ static int cluster_status(struct cli *c, const char *dir, bool json)
 int cmd_cluster(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {{"replicas", required_argument, NULL, 'r'},
+	                                     {"hosts", required_argument, NULL, 'H'},
 	                                     {"dir", required_argument, NULL, 'D'},
 	                                     {"json", no_argument, NULL, 'j'},
 	                                     {"help", no_argument, NULL, 'h'},
@@ -304,12 +457,14 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 		return help ? CLI_OK : CLI_USAGE;
 	}
 	const char *sub = argv[1], *dir = DEFAULT_DIR;
-	uint64_t m = 3;
+	uint64_t m = 3, hosts = 3;
 	bool json = false;
 	int opt;
 	while ((opt = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
 		if (opt == 'r' && snipe_parse_u64(optarg, 1, MAX_REPLICAS, &m) != SNIPE_OK)
 			return cli_fail(CLI_USAGE, "cluster: --replicas must be 1 to %d", MAX_REPLICAS);
+		if (opt == 'H' && snipe_parse_u64(optarg, 0, MAX_HOSTS, &hosts) != SNIPE_OK)
+			return cli_fail(CLI_USAGE, "cluster: --hosts must be 0 to %d", MAX_HOSTS);
 		if (opt == 'D')
 			dir = optarg;
 		if (opt == 'j')
@@ -322,7 +477,7 @@ int cmd_cluster(struct cli *c, int argc, char **argv)
 			return CLI_USAGE;
 	}
 	if (strcmp(sub, "up") == 0)
-		return cluster_up(c, dir, (int)m);
+		return cluster_up(c, dir, (int)m, (int)hosts);
 	if (strcmp(sub, "down") == 0)
 		return cluster_down(dir);
 	if (strcmp(sub, "status") == 0)

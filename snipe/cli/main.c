@@ -16,6 +16,12 @@ static const struct command {
 } commands[] = {
 	{"cluster", cmd_cluster, "a local cluster on loopback: up, down, status"},
 	{"keygen", cmd_keygen, "create an Ed25519 identity (private key file + .pub)"},
+	{"spawn", cmd_spawn, "start a process on a host of the cluster"},
+	{"ps", cmd_ps, "list the processes: host, state, epoch, restarts"},
+	{"kill", cmd_kill, "stop a process"},
+	{"wait", cmd_wait, "wait until a process has ended"},
+	{"logs", cmd_logs, "print a process's captured output"},
+	{"hosts", cmd_hosts, "list the hosts and whether they are up"},
 	{"envelope", cmd_envelope, "seal or open a signed envelope (debugging aid)"},
 	{"lookup", cmd_lookup, "show every assertion about a URN"},
 	{"query", cmd_query, "list URNs by prefix and ATTR=VALUE"},

@@ -1,0 +1,69 @@
+/*
+ * agent.c — the agent's shared machinery: the lease as the loop sees it, and catalog
+ * calls on libuv's thread pool, each with a client taken from a small pool (a client
+ * serves one thread at a time).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "sni.h"
+
+bool agent_lease_valid(agent *a)
+{
+	uint64_t at = atomic_load(&a->fence_at);
+	return at != 0 && sni_mono_ms() < at;
+}
+
+static rcds_client *take_client(agent *a, char *err, size_t errlen)
+{
+	rcds_client *c = NULL;
+	pthread_mutex_lock(&a->pool_mu);
+	if (a->npool > 0)
+		c = a->pool[--a->npool];
+	pthread_mutex_unlock(&a->pool_mu);
+	if (c == NULL && rcds_client_open(a->cfg->catalog, a->key, &c, err, errlen) != SNIPE_OK)
+		return NULL;
+	return c;
+}
+
+static void give_client(agent *a, rcds_client *c)
+{
+	pthread_mutex_lock(&a->pool_mu);
+	if (a->npool < sizeof(a->pool) / sizeof(a->pool[0])) {
+		a->pool[a->npool++] = c;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&a->pool_mu);
+	rcds_client_close(c);
+}
+
+static void work_cb(uv_work_t *req)
+{
+	agent_io *io = req->data;
+	rcds_client *c = take_client(io->a, io->err, sizeof(io->err));
+	if (c == NULL) {
+		io->rc = SNIPE_EUNAVAIL;
+		return;
+	}
+	io->work(io, c);
+	give_client(io->a, c);
+}
+
+static void after_work_cb(uv_work_t *req, int status)
+{
+	agent_io *io = req->data;
+	if (status != 0 && io->rc == SNIPE_OK)
+		io->rc = SNIPE_EIO;
+	io->done(io, NULL);
+}
+
+int agent_io_queue(agent *a, agent_io *io)
+{
+	io->a = a;
+	io->rc = SNIPE_OK;
+	io->err[0] = '\0';
+	io->req.data = io;
+	return uv_queue_work(a->loop, &io->req, work_cb, after_work_cb) == 0 ? SNIPE_OK
+	                                                                     : SNIPE_ENOMEM;
+}

@@ -1,0 +1,711 @@
+/*
+ * supervise.c — the agent's processes. Each URN this host deals with has an instance
+ * that follows its catalog record: reconcile reads the record and starts the process
+ * if it is assigned here in an active state (and this host holds its lease), stops it
+ * if it is not (moved, or its owner asked it to stop); an exit is recorded and,
+ * as the policy says, followed by a restart after a backoff. One catalog call per
+ * instance at a time; events that come meanwhile are taken when it ends.
+ *
+ * Every write carries the instance's epoch, so one from a replaced instance is
+ * refused by the catalog; it also only passes while the record names this host.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "sni.h"
+
+#define STOP_GRACE_MS 2000
+#define STEADY_MS 10000 /* a run this long resets the backoff */
+
+extern char **environ;
+
+enum phase { PH_IDLE, PH_RUNNING, PH_BACKOFF };
+
+struct waiter {
+	agent_settled_fn fn;
+	void *arg;
+	struct waiter *next;
+};
+
+struct agent_inst {
+	agent *a;
+	char urn[SNIPE_URN_MAX];
+	char file[SNIPE_URN_NAME_MAX + 1]; /* the name, safe as a file name */
+	enum phase phase;
+	uint64_t epoch;
+	uint32_t restarts, streak; /* all restarts; quick failures in a row (backoff) */
+	Snipe__ProcSpec *spec;
+	uv_process_t proc;
+	uv_timer_t timer; /* backoff, then stop escalation */
+	bool proc_open;
+	int pid;
+	uint64_t started_ms, started_mono;
+	bool stopping, stop_asked; /* we are killing it; because its owner asked */
+	bool busy, again, exit_pending;
+	uint64_t again_index;
+	int exit_code;
+	bool has_exit;
+	char state[16];
+	uint64_t index; /* the catalog index of our last read or write */
+	struct waiter *waiters;
+};
+
+/* A catalog call for an instance: a read of its record, or a write. */
+struct inst_io {
+	agent_io io;
+	struct agent_inst *inst;
+	uint64_t min_index;
+	sni_proc rec;
+	rcds_batch *batch;
+	uint64_t index;
+	void (*then)(struct agent_inst *in, struct inst_io *x);
+};
+
+static void next_step(struct agent_inst *in);
+static void reconcile_read(struct agent_inst *in, uint64_t min_index);
+
+/* ------------------------------------------------------------------ table */
+
+static struct agent_inst *find(agent *a, const char *urn)
+{
+	for (size_t i = 0; i < a->ninst; i++)
+		if (strcmp(a->inst[i]->urn, urn) == 0)
+			return a->inst[i];
+	return NULL;
+}
+
+static struct agent_inst *find_or_add(agent *a, const char *urn)
+{
+	struct agent_inst *in = find(a, urn);
+	if (in != NULL)
+		return in;
+	if (a->ninst == a->capinst) {
+		size_t cap = a->capinst ? 2 * a->capinst : 16;
+		struct agent_inst **grown = realloc(a->inst, cap * sizeof(*grown));
+		if (grown == NULL)
+			return NULL;
+		a->inst = grown;
+		a->capinst = cap;
+	}
+	in = calloc(1, sizeof(*in));
+	if (in == NULL)
+		return NULL;
+	in->a = a;
+	snprintf(in->urn, sizeof(in->urn), "%s", urn);
+	const char *name = strrchr(urn, ':') + 1;
+	snprintf(in->file, sizeof(in->file), "%s", name);
+	for (char *p = in->file; *p != '\0'; p++)
+		*p = *p == '/' ? '+' : *p;
+	snprintf(in->state, sizeof(in->state), "pending");
+	uv_timer_init(a->loop, &in->timer);
+	in->timer.data = in;
+	a->inst[a->ninst++] = in;
+	return in;
+}
+
+void agent_log_path(agent *a, const char *urn, bool err, char *buf, size_t len)
+{
+	const char *name = strrchr(urn, ':');
+	char file[SNIPE_URN_NAME_MAX + 1];
+	snprintf(file, sizeof(file), "%s", name != NULL ? name + 1 : urn);
+	for (char *p = file; *p != '\0'; p++)
+		*p = *p == '/' ? '+' : *p;
+	snprintf(buf, len, "%s/logs/%s.%s", a->cfg->state, file, err ? "err" : "out");
+}
+
+static void fill_status(const struct agent_inst *in, Snipe__ProcStatus *st)
+{
+	snipe__proc_status__init(st);
+	st->urn = (char *)in->urn;
+	st->state = (char *)in->state;
+	st->epoch = in->epoch;
+	st->pid = in->proc_open ? in->pid : 0;
+	st->exit_code = in->exit_code;
+	st->restarts = in->restarts;
+	st->index = in->index;
+}
+
+/* Answers everyone waiting on in. */
+static void settle(struct agent_inst *in, int code, const char *err)
+{
+	Snipe__ProcStatus st;
+	fill_status(in, &st);
+	struct waiter *w = in->waiters;
+	in->waiters = NULL;
+	while (w != NULL) {
+		struct waiter *next = w->next;
+		if (w->fn != NULL)
+			w->fn(w->arg, &st, code, err);
+		free(w);
+		w = next;
+	}
+}
+
+/* ---------------------------------------------------------- catalog calls */
+
+static void io_work(agent_io *io, rcds_client *c)
+{
+	struct inst_io *x = (struct inst_io *)io;
+	if (x->batch != NULL) {
+		io->rc = rcds_write(c, x->batch, &x->index, io->err, sizeof(io->err));
+		return;
+	}
+	rcds_list l = {0};
+	uint64_t have = rcds_client_index(c);
+	if (x->min_index > have)
+		rcds_client_see_index(c, x->min_index);
+	io->rc = rcds_get(c, x->inst->urn, &l, io->err, sizeof(io->err));
+	sni_proc_init(&x->rec, x->inst->urn);
+	for (size_t i = 0; io->rc == SNIPE_OK && i < l.count; i++)
+		sni_proc_set(&x->rec, l.items[i].attr, l.items[i].value, l.items[i].value_len,
+		             l.items[i].version, l.items[i].author);
+	x->index = l.index;
+	rcds_list_free(&l);
+}
+
+static void io_done(agent_io *io, rcds_client *c)
+{
+	struct inst_io *x = (struct inst_io *)io;
+	struct agent_inst *in = x->inst;
+	(void)c;
+	if (io->rc == SNIPE_OK && x->index > in->index)
+		in->index = x->index;
+	x->then(in, x);
+	sni_proc_clear(&x->rec);
+	rcds_batch_free(x->batch);
+	free(x);
+}
+
+static int io_start(struct agent_inst *in, rcds_batch *b, uint64_t min_index,
+                    void (*then)(struct agent_inst *, struct inst_io *))
+{
+	struct inst_io *x = calloc(1, sizeof(*x));
+	if (x == NULL) {
+		rcds_batch_free(b);
+		return SNIPE_ENOMEM;
+	}
+	x->io.work = io_work;
+	x->io.done = io_done;
+	x->inst = in;
+	x->batch = b;
+	x->min_index = min_index;
+	x->then = then;
+	in->busy = true;
+	int rc = agent_io_queue(in->a, &x->io);
+	if (rc != SNIPE_OK) {
+		in->busy = false;
+		rcds_batch_free(b);
+		free(x);
+	}
+	return rc;
+}
+
+static int put(rcds_batch *b, const char *urn, const char *attr, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int put(rcds_batch *b, const char *urn, const char *attr, const char *fmt, ...)
+{
+	char v[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(v, sizeof(v), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(v))
+		return SNIPE_ERANGE;
+	return rcds_batch_put(b, urn, attr, v, (size_t)n, 0);
+}
+
+/* A write of in's state (with its epoch, pid, exit code, restarts), then `then`. */
+static int write_state(struct agent_inst *in, const char *state, const char *reason,
+                       void (*then)(struct agent_inst *, struct inst_io *))
+{
+	rcds_batch *b = NULL;
+	snprintf(in->state, sizeof(in->state), "%s", state);
+	int rc = rcds_batch_new(&b);
+	if (rc == SNIPE_OK)
+		rc = put(b, in->urn, "state", "%s", state);
+	if (rc == SNIPE_OK)
+		rc = put(b, in->urn, "epoch", "%" PRIu64, in->epoch);
+	if (rc == SNIPE_OK)
+		rc = put(b, in->urn, "pid", "%d", in->proc_open ? in->pid : 0);
+	if (rc == SNIPE_OK)
+		rc = put(b, in->urn, "restarts", "%u", in->restarts);
+	if (rc == SNIPE_OK && in->proc_open)
+		rc = put(b, in->urn, "started_ms", "%" PRIu64, in->started_ms);
+	if (rc == SNIPE_OK && in->has_exit)
+		rc = put(b, in->urn, "exit", "%d", in->exit_code);
+	if (rc == SNIPE_OK && reason != NULL)
+		rc = put(b, in->urn, "reason", "%s", reason);
+	if (rc != SNIPE_OK) {
+		rcds_batch_free(b);
+		return rc;
+	}
+	return io_start(in, b, 0, then);
+}
+
+/* ------------------------------------------------------------- processes */
+
+static void on_exit_cb(uv_process_t *p, int64_t status, int signo);
+
+/* The environment: the agent's, the spec's, and who the process is. malloc'd. */
+static char **make_env(const struct agent_inst *in)
+{
+	size_t n = 0;
+	while (environ[n] != NULL)
+		n++;
+	size_t total = n + in->spec->n_env + 5;
+	char **env = calloc(total, sizeof(char *));
+	if (env == NULL)
+		return NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "SNIPE_", 6) != 0)
+			env[k++] = strdup(environ[i]);
+	for (size_t i = 0; i < in->spec->n_env; i++)
+		env[k++] = strdup(in->spec->env[i]);
+	if (asprintf(&env[k++], "SNIPE_URN=%s", in->urn) < 0 ||
+	    asprintf(&env[k++], "SNIPE_EPOCH=%" PRIu64, in->epoch) < 0 ||
+	    asprintf(&env[k++], "SNIPE_AGENT=%s", in->a->cfg->listen) < 0 ||
+	    asprintf(&env[k++], "SNIPE_HOST=%s", in->a->cfg->name) < 0)
+		env[k - 1] = NULL;
+	return env;
+}
+
+static void free_strv(char **v)
+{
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void pid_record(struct agent_inst *in, bool add)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/run/%s.pid", in->a->cfg->state, in->file);
+	if (!add) {
+		unlink(path);
+		return;
+	}
+	char stat_path[64], buf[1024];
+	snprintf(stat_path, sizeof(stat_path), "/proc/%d/stat", in->pid);
+	FILE *f = fopen(stat_path, "r");
+	size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f != NULL)
+		fclose(f);
+	buf[n] = '\0';
+	FILE *out = fopen(path, "w");
+	if (out != NULL) {
+		fprintf(out, "%d\n%s", in->pid, buf);
+		fclose(out);
+	}
+}
+
+/* Starts the process; SNIPE_OK, or SNIPE_ESPAWN with the reason in err. */
+static int start_process(struct agent_inst *in, char *err, size_t errlen)
+{
+	agent *a = in->a;
+	char out[4096], errp[4096], cwd[4096];
+	agent_log_path(a, in->urn, false, out, sizeof(out));
+	agent_log_path(a, in->urn, true, errp, sizeof(errp));
+	if (in->spec->cwd[0] != '\0') {
+		snprintf(cwd, sizeof(cwd), "%s", in->spec->cwd);
+	} else {
+		snprintf(cwd, sizeof(cwd), "%s/work/%s", a->cfg->state, in->file);
+		mkdir(cwd, 0700);
+	}
+	int fds[3] = {open("/dev/null", O_RDONLY | O_CLOEXEC),
+	              open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600),
+	              open(errp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)};
+	char **argv = calloc(in->spec->n_argv + 1, sizeof(char *));
+	char **env = make_env(in);
+	int rc = SNIPE_OK;
+	if (fds[0] < 0 || fds[1] < 0 || fds[2] < 0) {
+		rc = sni_err(err, errlen, SNIPE_ESPAWN, "cannot open the log files in %s/logs: %s",
+		             a->cfg->state, strerror(errno));
+	} else if (argv == NULL || env == NULL) {
+		rc = sni_err(err, errlen, SNIPE_ENOMEM, "out of memory");
+	} else {
+		for (size_t i = 0; i < in->spec->n_argv; i++)
+			argv[i] = in->spec->argv[i];
+		uv_stdio_container_t stdio[3];
+		for (int i = 0; i < 3; i++) {
+			stdio[i].flags = UV_INHERIT_FD;
+			stdio[i].data.fd = fds[i];
+		}
+		uv_process_options_t o = {.exit_cb = on_exit_cb, .file = argv[0], .args = argv,
+		                          .env = env, .cwd = cwd, .flags = UV_PROCESS_DETACHED,
+		                          .stdio_count = 3, .stdio = stdio};
+		/* Only 0-2 go to the child, without a loop over every possible descriptor:
+		 * the kernel marks the open ones close-on-exec in one call. */
+		close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
+		in->proc.data = in;
+		int uv = uv_spawn(a->loop, &in->proc, &o);
+		if (uv != 0) {
+			rc = sni_err(err, errlen, SNIPE_ESPAWN, "cannot run '%s': %s", argv[0],
+			             uv_strerror(uv));
+			uv_close((uv_handle_t *)&in->proc, NULL);
+		} else {
+			in->proc_open = true;
+			in->pid = in->proc.pid;
+			in->started_ms = snipe_now_ms();
+			in->started_mono = sni_mono_ms();
+			in->has_exit = false;
+			in->stopping = in->stop_asked = false;
+			agent_watchdog_track(a, in->pid, true);
+			pid_record(in, true);
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(argv);
+	free_strv(env);
+	return rc;
+}
+
+static void escalate(uv_timer_t *t)
+{
+	struct agent_inst *in = t->data;
+	if (in->proc_open) {
+		snipe_log(SNIPE_LOG_WARN, "supervise", "%s pid=%d ignored SIGTERM: SIGKILL", in->urn,
+		          in->pid);
+		kill(-in->pid, SIGKILL);
+		kill(in->pid, SIGKILL);
+	}
+}
+
+/* Kills the running process: gently if its owner asked, at once if it is no longer
+ * ours (another host may be starting it). The exit callback records the end. */
+static void stop_process(struct agent_inst *in, bool asked)
+{
+	if (!in->proc_open || in->stopping)
+		return;
+	in->stopping = true;
+	in->stop_asked = asked;
+	int sig = asked ? SIGTERM : SIGKILL;
+	kill(-in->pid, sig);
+	kill(in->pid, sig);
+	if (asked)
+		uv_timer_start(&in->timer, escalate, STOP_GRACE_MS, 0);
+}
+
+/* -------------------------------------------------------------- reconcile */
+
+static void after_write(struct agent_inst *in, struct inst_io *x)
+{
+	if (x->io.rc != SNIPE_OK)
+		snipe_log(SNIPE_LOG_WARN, "supervise", "%s: recording state %s failed code=%s "
+		          "reason=\"%s\"", in->urn, in->state, snipe_errname(x->io.rc), x->io.err);
+	in->busy = false;
+	settle(in, x->io.rc, x->io.rc != SNIPE_OK ? x->io.err : NULL);
+	next_step(in);
+}
+
+static void after_running(struct agent_inst *in, struct inst_io *x)
+{
+	in->busy = false;
+	if (x->io.rc != SNIPE_OK) {
+		/* the catalog refused: the process is not (or no longer) ours to run */
+		snipe_log(SNIPE_LOG_WARN, "supervise", "%s: catalog refused the start code=%s "
+		          "reason=\"%s\": stopping it", in->urn, snipe_errname(x->io.rc), x->io.err);
+		stop_process(in, false);
+		settle(in, x->io.rc, x->io.err);
+	} else {
+		snipe_log(SNIPE_LOG_INFO, "supervise", "%s running pid=%d epoch=%" PRIu64, in->urn,
+		          in->pid, in->epoch);
+		settle(in, SNIPE_OK, NULL);
+	}
+	next_step(in);
+}
+
+static void start(struct agent_inst *in, const sni_proc *rec)
+{
+	char err[256];
+	if (in->spec != NULL)
+		snipe__proc_spec__free_unpacked(in->spec, NULL);
+	in->spec = rec->spec;
+	((sni_proc *)rec)->spec = NULL; /* ours now */
+	if (in->epoch != rec->epoch)
+		in->streak = 0;
+	in->epoch = rec->epoch;
+	in->restarts = rec->restarts;
+	int rc = start_process(in, err, sizeof(err));
+	if (rc == SNIPE_OK) {
+		in->phase = PH_RUNNING;
+		rc = write_state(in, "running", NULL, after_running);
+		if (rc != SNIPE_OK)
+			stop_process(in, false);
+		return;
+	}
+	snipe_log(SNIPE_LOG_WARN, "supervise", "%s: %s", in->urn, err);
+	in->phase = PH_IDLE;
+	in->exit_code = 127;
+	in->has_exit = true;
+	if (write_state(in, "failed", err, after_write) != SNIPE_OK)
+		settle(in, rc, err);
+	else
+		snprintf(in->state, sizeof(in->state), "failed");
+	/* the waiters hear the spawn error, not the write's outcome */
+	settle(in, rc, err);
+}
+
+static void after_read(struct agent_inst *in, struct inst_io *x)
+{
+	const sni_proc *rec = &x->rec;
+	agent *a = in->a;
+	in->busy = false;
+	if (x->io.rc != SNIPE_OK && x->io.rc != SNIPE_ENOTFOUND) {
+		settle(in, x->io.rc, x->io.err);
+		next_step(in);
+		return;
+	}
+	bool found = x->io.rc == SNIPE_OK;
+	bool here = found && strcmp(rec->host, a->cfg->name) == 0;
+	bool ours = here && sni_proc_state_active(rec->state) && !rec->stop && rec->spec != NULL;
+	if (found && !in->proc_open && in->phase == PH_IDLE)
+		snprintf(in->state, sizeof(in->state), "%s", rec->state);
+	if (in->proc_open) {
+		if (!ours || rec->epoch != in->epoch) {
+			bool asked = here && rec->stop && rec->epoch == in->epoch;
+			snipe_log(SNIPE_LOG_INFO, "supervise", "%s: %s, stopping pid=%d", in->urn,
+			          asked ? "its owner asked it to stop" : "no longer assigned here",
+			          in->pid);
+			stop_process(in, asked);
+		} else {
+			settle(in, SNIPE_OK, NULL);
+		}
+	} else if (in->phase == PH_BACKOFF && ours && rec->epoch == in->epoch) {
+		settle(in, SNIPE_OK, NULL); /* its timer will start it */
+	} else if (ours) {
+		if (!agent_lease_valid(a)) {
+			settle(in, SNIPE_EFENCED, "this host does not hold its lease: nothing starts");
+		} else {
+			uv_timer_stop(&in->timer);
+			start(in, rec);
+			return;
+		}
+	} else if (here && rec->stop && sni_proc_state_active(rec->state)) {
+		in->epoch = rec->epoch;
+		in->phase = PH_IDLE;
+		if (write_state(in, "killed", "stopped by its owner", after_write) == SNIPE_OK)
+			return;
+		settle(in, SNIPE_ENOMEM, NULL);
+	} else {
+		if (found) {
+			in->epoch = rec->epoch;
+			snprintf(in->state, sizeof(in->state), "%s", rec->state);
+		}
+		settle(in, found ? SNIPE_OK : SNIPE_ENOTFOUND,
+		       found ? NULL : "no such process in the catalog");
+	}
+	next_step(in);
+}
+
+static void reconcile_read(struct agent_inst *in, uint64_t min_index)
+{
+	if (io_start(in, NULL, min_index, after_read) != SNIPE_OK)
+		settle(in, SNIPE_ENOMEM, "cannot queue a catalog read");
+}
+
+/* ------------------------------------------------------------------ exits */
+
+static void backoff_over(uv_timer_t *t)
+{
+	struct agent_inst *in = t->data;
+	in->phase = PH_IDLE;
+	in->again = true;
+	next_step(in);
+}
+
+static void handle_exit(struct agent_inst *in)
+{
+	agent *a = in->a;
+	in->exit_pending = false;
+	if (in->stopping) {
+		in->phase = PH_IDLE;
+		if (in->stop_asked && write_state(in, "killed", "stopped by its owner", after_write) ==
+		                              SNIPE_OK)
+			return;
+		settle(in, SNIPE_OK, NULL);
+		next_step(in);
+		return;
+	}
+	if (!agent_lease_valid(a)) {
+		snipe_log(SNIPE_LOG_WARN, "supervise", "%s fenced (the lease lapsed)", in->urn);
+		in->phase = PH_IDLE;
+		settle(in, SNIPE_EFENCED, "fenced: the host's lease lapsed");
+		return;
+	}
+	const char *state;
+	bool quick = sni_mono_ms() - in->started_mono < STEADY_MS;
+	if (agent_policy_restart(in->spec, in->exit_code, in->restarts, &state)) {
+		in->restarts++;
+		in->streak = quick ? in->streak + 1 : 1;
+		uint64_t ms = agent_backoff_ms(in->streak, a->cfg->backoff_ms, a->cfg->backoff_max_ms);
+		snipe_log(SNIPE_LOG_INFO, "supervise", "%s exited code=%d: restart %u in %" PRIu64
+		          " ms", in->urn, in->exit_code, in->restarts, ms);
+		in->phase = PH_BACKOFF;
+		uv_timer_start(&in->timer, backoff_over, ms, 0);
+		if (write_state(in, "backoff", NULL, after_write) != SNIPE_OK)
+			settle(in, SNIPE_ENOMEM, NULL);
+		return;
+	}
+	snipe_log(SNIPE_LOG_INFO, "supervise", "%s %s code=%d", in->urn, state, in->exit_code);
+	in->phase = PH_IDLE;
+	if (write_state(in, state, NULL, after_write) != SNIPE_OK)
+		settle(in, SNIPE_ENOMEM, NULL);
+}
+
+static void proc_closed(uv_handle_t *h)
+{
+	struct agent_inst *in = h->data;
+	in->proc_open = false;
+	in->exit_pending = true;
+	next_step(in);
+}
+
+static void on_exit_cb(uv_process_t *p, int64_t status, int signo)
+{
+	struct agent_inst *in = p->data;
+	in->exit_code = signo != 0 ? -signo : (int)status;
+	in->has_exit = true;
+	uv_timer_stop(&in->timer);
+	agent_watchdog_track(in->a, in->pid, false);
+	pid_record(in, false);
+	uv_close((uv_handle_t *)p, proc_closed);
+}
+
+/* Takes the next event for in once no catalog call is in flight. */
+static void next_step(struct agent_inst *in)
+{
+	if (in->busy)
+		return;
+	if (in->exit_pending) {
+		handle_exit(in);
+		return;
+	}
+	if (in->again) {
+		in->again = false;
+		reconcile_read(in, in->again_index);
+	}
+}
+
+/* ----------------------------------------------------------------- public */
+
+int agent_reconcile(agent *a, const char *urn, uint64_t min_index, agent_settled_fn fn,
+                    void *arg)
+{
+	struct agent_inst *in = find_or_add(a, urn);
+	struct waiter *w = fn != NULL ? calloc(1, sizeof(*w)) : NULL;
+	if (in == NULL || (fn != NULL && w == NULL)) {
+		free(w);
+		return SNIPE_ENOMEM;
+	}
+	if (w != NULL) {
+		*w = (struct waiter){fn, arg, in->waiters};
+		in->waiters = w;
+	}
+	in->again = true;
+	if (min_index > in->again_index)
+		in->again_index = min_index;
+	next_step(in);
+	return SNIPE_OK;
+}
+
+void agent_assigned(agent *a, const rcds_lease_reply *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		struct agent_inst *in = find(a, r->assigned[i].urn);
+		if (in == NULL || (in->epoch != r->assigned[i].epoch && in->index < r->index) ||
+		    (!in->proc_open && in->phase == PH_IDLE && !in->busy && in->index < r->index))
+			agent_reconcile(a, r->assigned[i].urn, r->index, NULL, NULL);
+	}
+	if (r->truncated)
+		return;
+	for (size_t i = 0; i < a->ninst; i++) {
+		struct agent_inst *in = a->inst[i];
+		if (!in->proc_open || in->index >= r->index)
+			continue;
+		bool listed = false;
+		for (size_t k = 0; k < r->n && !listed; k++)
+			listed = strcmp(r->assigned[k].urn, in->urn) == 0;
+		if (!listed)
+			agent_reconcile(a, in->urn, r->index, NULL, NULL);
+	}
+}
+
+void agent_kill_all(agent *a)
+{
+	for (size_t i = 0; i < a->ninst; i++) {
+		struct agent_inst *in = a->inst[i];
+		if (in->proc_open) {
+			kill(-in->pid, SIGKILL);
+			kill(in->pid, SIGKILL);
+			pid_record(in, false);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- orphans */
+
+/* The start time (field 22 of /proc/PID/stat) in a stat line, or "". */
+static void start_time(const char *stat, char *out, size_t len)
+{
+	const char *p = strrchr(stat, ')');
+	out[0] = '\0';
+	for (int field = 2; p != NULL && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL)
+		return;
+	size_t n = strcspn(p + 1, " ");
+	snprintf(out, len, "%.*s", (int)n, p + 1);
+}
+
+int agent_kill_orphans(agent *a)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/run", a->cfg->state);
+	DIR *d = opendir(dir);
+	int killed = 0;
+	if (d == NULL)
+		return 0;
+	for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+		char path[8192], rec[1100] = "", now[1100] = "", t1[32], t2[32], stat_path[64];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		FILE *f = fopen(path, "r");
+		int pid = 0;
+		if (f != NULL && fscanf(f, "%d\n", &pid) == 1 && fgets(rec, sizeof(rec), f) != NULL) {
+			snprintf(stat_path, sizeof(stat_path), "/proc/%d/stat", pid);
+			FILE *s = fopen(stat_path, "r");
+			if (s != NULL && fgets(now, sizeof(now), s) != NULL) {
+				start_time(rec, t1, sizeof(t1));
+				start_time(now, t2, sizeof(t2));
+				if (pid > 1 && t1[0] != '\0' && strcmp(t1, t2) == 0) {
+					snipe_log(SNIPE_LOG_WARN, "supervise", "killing orphan pid=%d (%s)", pid,
+					          e->d_name);
+					kill(-pid, SIGKILL);
+					kill(pid, SIGKILL);
+					killed++;
+				}
+			}
+			if (s != NULL)
+				fclose(s);
+		}
+		if (f != NULL)
+			fclose(f);
+		unlink(path);
+	}
+	closedir(d);
+	return killed;
+}
