@@ -353,6 +353,13 @@ int main(int argc, char **argv)
 	int rc = load_config(argc, argv, &cfg, &foreground, &check_only);
 	if (rc == 0)
 		rc = settle(cfg, &st);
+	if (rc == 0 && check_only) {
+		snipe_key *k = NULL;
+		char err[512];
+		if (snipe_key_load(st.key_path, &k, err, sizeof(err)) != SNIPE_OK)
+			rc = fail("key: %s", err);
+		snipe_key_free(k);
+	}
 	if (rc == 0 && check_only)
 		printf("snipe-agentd: configuration ok (host %s, lease %u ms, heartbeat %u ms)\n",
 		       st.name, st.lease_ms, st.heartbeat_ms);

@@ -48,6 +48,7 @@ struct agent_inst {
 	uv_process_t proc;
 	uv_timer_t timer; /* backoff, then stop escalation */
 	bool proc_open;
+	bool proc_closing; /* uv_close on proc is pending: in must not be freed yet */
 	int pid;
 	uint64_t started_ms, started_mono;
 	bool stopping, stop_asked; /* we are killing it; because its owner asked */
@@ -256,6 +257,13 @@ static int write_state(struct agent_inst *in, const char *state, const char *rea
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int signo);
 
+static void spawn_failed_closed(uv_handle_t *h)
+{
+	struct agent_inst *in = h->data;
+	in->proc_closing = false;
+	next_step(in);
+}
+
 /* The environment: the agent's, the spec's, and who the process is. malloc'd. */
 static char **make_env(const struct agent_inst *in)
 {
@@ -352,7 +360,8 @@ static int start_process(struct agent_inst *in, char *err, size_t errlen)
 		if (uv != 0) {
 			rc = sni_err(err, errlen, SNIPE_ESPAWN, "cannot run '%s': %s", argv[0],
 			             uv_strerror(uv));
-			uv_close((uv_handle_t *)&in->proc, NULL);
+			in->proc_closing = true;
+			uv_close((uv_handle_t *)&in->proc, spawn_failed_closed);
 		} else {
 			in->proc_open = true;
 			in->pid = in->proc.pid;
@@ -569,6 +578,7 @@ static void proc_closed(uv_handle_t *h)
 {
 	struct agent_inst *in = h->data;
 	in->proc_open = false;
+	in->proc_closing = false;
 	in->exit_pending = true;
 	next_step(in);
 }
@@ -581,10 +591,32 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int signo)
 	uv_timer_stop(&in->timer);
 	agent_watchdog_track(in->a, in->pid, false);
 	pid_record(in, false);
+	in->proc_closing = true;
 	uv_close((uv_handle_t *)p, proc_closed);
 }
 
-/* Takes the next event for in once no catalog call is in flight. */
+static void inst_closed(uv_handle_t *h)
+{
+	struct agent_inst *in = h->data;
+	if (in->spec != NULL)
+		snipe__proc_spec__free_unpacked(in->spec, NULL);
+	free(in);
+}
+
+/* Drops an instance with nothing left to do: the record holds all there is to know. */
+static void forget(struct agent_inst *in)
+{
+	agent *a = in->a;
+	for (size_t i = 0; i < a->ninst; i++) {
+		if (a->inst[i] == in) {
+			a->inst[i] = a->inst[--a->ninst];
+			break;
+		}
+	}
+	uv_close((uv_handle_t *)&in->timer, inst_closed);
+}
+
+/* Takes the next event for in once no catalog call is in flight. in may be freed. */
 static void next_step(struct agent_inst *in)
 {
 	if (in->busy)
@@ -596,7 +628,11 @@ static void next_step(struct agent_inst *in)
 	if (in->again) {
 		in->again = false;
 		reconcile_read(in, in->again_index);
+		return;
 	}
+	if (!in->proc_open && in->phase == PH_IDLE && in->waiters == NULL &&
+	    !in->proc_closing && !uv_is_active((uv_handle_t *)&in->timer))
+		forget(in);
 }
 
 /* ----------------------------------------------------------------- public */
