@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "sni.h"
@@ -60,10 +61,26 @@ static void after_work_cb(uv_work_t *req, int status)
 
 int agent_io_queue(agent *a, agent_io *io)
 {
+	if (atomic_load(&a->stopping))
+		return SNIPE_EUNAVAIL;
 	io->a = a;
 	io->rc = SNIPE_OK;
 	io->err[0] = '\0';
 	io->req.data = io;
 	return uv_queue_work(a->loop, &io->req, work_cb, after_work_cb) == 0 ? SNIPE_OK
 	                                                                     : SNIPE_ENOMEM;
+}
+
+void agent_free(agent *a)
+{
+	agent_forget_all(a);
+	agent_server_free(a);
+	for (size_t i = 0; i < a->npool; i++)
+		rcds_client_close(a->pool[i]);
+	a->npool = 0;
+	snipe_key_free(a->key);
+	a->key = NULL;
+	if (a->watchdog_fd >= 0)
+		close(a->watchdog_fd);
+	a->watchdog_fd = -1;
 }

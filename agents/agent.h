@@ -93,8 +93,11 @@ struct agent_io {
 	int rc;
 	char err[256];
 };
-/* Queues io (caller-allocated; done frees it if it must). */
+/* Queues io (caller-allocated; done frees it if it must). SNIPE_EUNAVAIL once the agent
+ * is stopping. */
 int agent_io_queue(agent *a, agent_io *io);
+/* Frees what the agent holds once its loop has ended (every handle closed). */
+void agent_free(agent *a);
 
 /* -------------------------------------------------------- supervise.c */
 
@@ -107,8 +110,10 @@ int agent_reconcile(agent *a, const char *urn, uint64_t min_index, agent_settled
                     void *arg);
 /* The heartbeat's list of what this host should run, as of its index. */
 void agent_assigned(agent *a, const rcds_lease_reply *r);
-/* Kills every child (SIGKILL) and forgets them: the agent is stopping. */
+/* Kills every child (SIGKILL): the agent is stopping. */
 void agent_kill_all(agent *a);
+/* Frees the process table once the loop has ended. */
+void agent_forget_all(agent *a);
 /* The path of urn's captured stdout (err false) or stderr, into buf. */
 void agent_log_path(agent *a, const char *urn, bool err, char *buf, size_t len);
 /* Kills the processes recorded in the state directory by an earlier life of this
@@ -119,6 +124,7 @@ int agent_kill_orphans(agent *a);
 
 int agent_server_start(agent *a, char *err, size_t errlen);
 void agent_server_close(agent *a);
+void agent_server_free(agent *a);
 
 /* -------------------------------------------------------- heartbeat.c */
 

@@ -125,4 +125,7 @@ void agent_heartbeat_stop(agent *a)
 {
 	atomic_store(&a->stopping, true);
 	pthread_join(a->hb_thread, NULL);
+	pthread_mutex_lock(&a->assigned_mu);
+	rcds_lease_reply_clear(&a->assigned);
+	pthread_mutex_unlock(&a->assigned_mu);
 }

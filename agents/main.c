@@ -288,12 +288,25 @@ static void take_assigned(uv_async_t *h)
 
 static uv_signal_t sigterm, sigint;
 
+static void close_handle(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Stops everything: the heartbeat thread first (it signals the loop), then the
+ * children, then every handle; the loop ends once catalog calls in flight are done. */
 static void on_signal(uv_signal_t *h, int signum)
 {
 	agent *a = h->data;
+	if (atomic_load(&a->stopping))
+		return;
 	snipe_log(SNIPE_LOG_INFO, "agentd", "stopping signal=%d: killing the processes", signum);
+	agent_heartbeat_stop(a);
 	agent_kill_all(a);
-	uv_stop(a->loop);
+	agent_server_close(a);
+	uv_walk(a->loop, close_handle, NULL);
 }
 
 static int run(agent_settings *st, bool foreground)
@@ -336,10 +349,9 @@ static int run(agent_settings *st, bool foreground)
 	          "fence=%s", st->name, st->listen, st->lease_ms, st->heartbeat_ms,
 	          st->fence ? "on" : "off");
 	uv_run(&loop, UV_RUN_DEFAULT);
-	agent_heartbeat_stop(&a);
-	agent_server_close(&a);
+	uv_loop_close(&loop);
+	agent_free(&a);
 	snipe_log(SNIPE_LOG_INFO, "agentd", "stopped");
-	/* the pool's threads may still hold clients: exit without tearing the loop down */
 	return 0;
 }
 

@@ -39,7 +39,8 @@ static struct call *call_new(agent *a, void *control, const ProtobufCBinaryData 
 	c->a = a;
 	c->control = control;
 	c->idlen = id->len <= sizeof(c->id) ? id->len : 0;
-	memcpy(c->id, id->data, c->idlen);
+	if (c->idlen > 0)
+		memcpy(c->id, id->data, c->idlen);
 	return c;
 }
 
@@ -275,6 +276,10 @@ static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool
 {
 	snipe_env_msg m = {0};
 	char err[256];
+	if (atomic_load(&a->stopping)) {
+		nn_freemsg(control);
+		return;
+	}
 	int rc = snipe_env_open(a->verifier, buf, len, SNIPE_MSG_AGENT_REQUEST, &m, err,
 	                        sizeof(err));
 	if (rc == SNIPE_EUNKNOWNSIGNER && !fetched && fetch_key(a, buf, len, control))
@@ -302,7 +307,8 @@ static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool
 		return;
 	}
 	c->idlen = req->id.len <= sizeof(c->id) ? req->id.len : 0;
-	memcpy(c->id, req->id.data, c->idlen);
+	if (c->idlen > 0)
+		memcpy(c->id, req->id.data, c->idlen);
 	switch (req->op_case) {
 	case SNIPE__AGENT_REQUEST__OP_RECONCILE:
 		do_reconcile(c, req->reconcile);
@@ -371,4 +377,12 @@ void agent_server_close(agent *a)
 	if (a->sock >= 0)
 		nn_close(a->sock);
 	a->sock = -1;
+}
+
+void agent_server_free(agent *a)
+{
+	snipe_verifier_free(a->verifier);
+	snipe_keyring_free(a->keys);
+	a->verifier = NULL;
+	a->keys = NULL;
 }

@@ -619,7 +619,7 @@ static void forget(struct agent_inst *in)
 /* Takes the next event for in once no catalog call is in flight. in may be freed. */
 static void next_step(struct agent_inst *in)
 {
-	if (in->busy)
+	if (in->busy || atomic_load(&in->a->stopping))
 		return;
 	if (in->exit_pending) {
 		handle_exit(in);
@@ -686,9 +686,24 @@ void agent_kill_all(agent *a)
 		if (in->proc_open) {
 			kill(-in->pid, SIGKILL);
 			kill(in->pid, SIGKILL);
+			agent_watchdog_track(a, in->pid, false);
 			pid_record(in, false);
 		}
 	}
+}
+
+void agent_forget_all(agent *a)
+{
+	for (size_t i = 0; i < a->ninst; i++) {
+		struct agent_inst *in = a->inst[i];
+		settle(in, SNIPE_EUNAVAIL, "the agent is stopping");
+		if (in->spec != NULL)
+			snipe__proc_spec__free_unpacked(in->spec, NULL);
+		free(in);
+	}
+	free(a->inst);
+	a->inst = NULL;
+	a->ninst = a->capinst = 0;
 }
 
 /* ---------------------------------------------------------------- orphans */

@@ -163,7 +163,8 @@ struct host_list {
 static void copy_text(char *buf, size_t cap, const rcds_row *row)
 {
 	size_t n = row->value_len < cap ? row->value_len : 0;
-	memcpy(buf, row->value, n);
+	if (n > 0)
+		memcpy(buf, row->value, n);
 	buf[n] = '\0';
 }
 

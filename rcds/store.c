@@ -364,7 +364,8 @@ static int cell_get(rcds_store *s, const char *urn, const char *attr, uint64_t *
 	const void *v = sqlite3_column_blob(st, 1);
 	size_t n = (size_t)sqlite3_column_bytes(st, 1);
 	if (buf != NULL && n < cap && (n == 0 || memchr(v, 0, n) == NULL)) {
-		memcpy(buf, v, n);
+		if (n > 0)
+			memcpy(buf, v, n);
 		buf[n] = '\0';
 		*str_ok = true;
 	}

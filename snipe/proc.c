@@ -412,7 +412,7 @@ int snipe_proc_logs(rcds_client *c, const char *urn, bool stderr_stream, uint64_
 		*data = malloc(r->data.len ? r->data.len : 1);
 		if (*data == NULL)
 			rc = SNIPE_ENOMEM;
-		else
+		else if (r->data.len > 0)
 			memcpy(*data, r->data.data, r->data.len);
 		*len = r->data.len;
 		*size = r->size;
