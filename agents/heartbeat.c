@@ -83,12 +83,16 @@ static void *heartbeat_main(void *arg)
 		snipe_log(SNIPE_LOG_ERROR, "heartbeat", "cannot open the catalog: %s", err);
 		return NULL;
 	}
-	/* a heartbeat answered after the lease is worth nothing */
-	rcds_client_set_timeout(c, cfg->lease_ms / 2);
 	uint64_t next = sni_mono_ms();
 	while (!atomic_load(&a->stopping)) {
 		rcds_lease_reply r;
 		uint64_t sent = sni_mono_ms();
+		/* a busy leader answers late: wait for it as long as the lease still runs (an
+		 * answer after that is worth nothing), but at least one heartbeat period */
+		uint64_t until = atomic_load(&a->fence_at);
+		uint64_t left = until > sent ? until - sent : 0;
+		rcds_client_set_timeout(c, (uint32_t)(left > cfg->heartbeat_ms ? left
+		                                                                 : cfg->heartbeat_ms));
 		int rc = rcds_heartbeat(c, cfg->name, cfg->lease_ms, &r, err, sizeof(err));
 		uint64_t now = sni_mono_ms();
 		if (rc == SNIPE_OK) {

@@ -87,8 +87,11 @@ int rcds_auth_write(const rcds_principal *p, const rcds_target *t, char *err,
 		    (p->role == RCDS_ROLE_HOST && same_host(p->host, t->proc_host)))
 			return SNIPE_OK;
 		return owner_rule(p, t, kind, err, errlen);
-	case SNIPE_KIND_DATA:
 	case SNIPE_KIND_CKPT:
+		if (p->role == RCDS_ROLE_HOST && same_host(p->host, t->proc_host))
+			return SNIPE_OK;
+		return owner_rule(p, t, kind, err, errlen);
+	case SNIPE_KIND_DATA:
 		return owner_rule(p, t, kind, err, errlen);
 	}
 	return sni_err(err, errlen, SNIPE_EDENIED, "invalid URN kind");

@@ -30,7 +30,8 @@ typedef struct rcds_principal {
 typedef struct rcds_target {
 	const snipe_urn *urn;
 	const uint8_t *owner;  /* the URN's owner (first writer), or NULL if it has none */
-	const char *proc_host; /* proc URNs: the current value of attr "host", or NULL */
+	const char *proc_host; /* proc URNs: the current value of attr "host"; ckpt URNs
+	                        * <name>/<seq>: that of urn:snipe:proc:<name>; or NULL */
 } rcds_target;
 
 /*
@@ -39,7 +40,8 @@ typedef struct rcds_target {
  *   key and user URNs: admins only.
  *   host URNs: the host whose name it is; replicas (the leader records host state).
  *   proc URNs: the host it is assigned to (proc_host); replicas; else the owner rule.
- *   data and ckpt URNs: the owner rule.
+ *   ckpt URNs: the host its process is assigned to; else the owner rule.
+ *   data URNs: the owner rule.
  *   owner rule: a user or host may write a URN nobody owns (and becomes its owner),
  *   or one it owns.
  *   A principal with no role may write nothing.

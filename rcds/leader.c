@@ -33,6 +33,21 @@
 
 enum phase { PHASE_FOLLOWER, PHASE_TAKING_OVER, PHASE_LEADING };
 
+struct pentry {
+	char urn[SNIPE_URN_MAX];
+	char host[SNIPE_URN_NAME_MAX + 1];
+	uint64_t epoch;
+	bool stop;
+};
+
+struct pindex {
+	struct pentry *v; /* by URN */
+	size_t n, cap;
+	char (*dirty)[SNIPE_URN_MAX]; /* changed since the last refresh */
+	size_t ndirty;
+	bool stale;       /* rebuild from a full scan */
+};
+
 struct rcds_leader {
 	uv_loop_t *loop;
 	rcds_store *store;
@@ -45,6 +60,7 @@ struct rcds_leader {
 	uint64_t next_sweep;
 	unsigned outstanding; /* the sweep's writes in flight */
 	bool warned_nokey;
+	struct pindex procs;  /* the active processes, kept from the applied writes */
 };
 
 /* ----------------------------------------------------------------- writes */
@@ -362,6 +378,161 @@ static int load_procs(rcds_leader *l, const rcds_filter *where, size_t nwhere,
 	return SNIPE_OK;
 }
 
+/* ---------------------------------------------------------- process index */
+
+/*
+ * The active processes (pending, running, backoff), by URN, with what heartbeats and
+ * sweeps need: host, epoch, stop. Reading every process record per heartbeat would
+ * cost the leader more with every process that ever ran; instead every applied write
+ * marks the process URNs it touched, and those (only) are read again before the index
+ * is used. A replay or snapshot restore (no command at hand) marks it all stale: it
+ * is rebuilt from a full scan, as when this replica starts to lead.
+ */
+#define DIRTY_MAX 4096
+
+static struct pentry *pindex_find(const struct pindex *x, const char *urn, size_t *pos)
+{
+	size_t lo = 0, hi = x->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(x->v[mid].urn, urn);
+		if (c == 0) {
+			*pos = mid;
+			return &x->v[mid];
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*pos = lo;
+	return NULL;
+}
+
+/* Records p as it now is: in the index if active, out of it if not. */
+static int pindex_set(struct pindex *x, const sni_proc *p)
+{
+	size_t pos;
+	struct pentry *e = pindex_find(x, p->urn, &pos);
+	if (!sni_proc_state_active(p->state)) {
+		if (e != NULL) {
+			memmove(&x->v[pos], &x->v[pos + 1], (x->n - pos - 1) * sizeof(*x->v));
+			x->n--;
+		}
+		return SNIPE_OK;
+	}
+	if (e == NULL) {
+		if (x->n == x->cap) {
+			size_t cap = x->cap ? 2 * x->cap : 64;
+			struct pentry *grown = realloc(x->v, cap * sizeof(*grown));
+			if (grown == NULL)
+				return SNIPE_ENOMEM;
+			x->v = grown;
+			x->cap = cap;
+		}
+		memmove(&x->v[pos + 1], &x->v[pos], (x->n - pos) * sizeof(*x->v));
+		x->n++;
+		e = &x->v[pos];
+		snprintf(e->urn, sizeof(e->urn), "%s", p->urn);
+	}
+	snprintf(e->host, sizeof(e->host), "%s", p->host);
+	e->epoch = p->epoch;
+	e->stop = p->stop;
+	return SNIPE_OK;
+}
+
+static void pindex_free(struct pindex *x)
+{
+	free(x->v);
+	free(x->dirty);
+	*x = (struct pindex){0};
+}
+
+void rcds_leader_applied(rcds_leader *l, const Snipe__Command *cmd, const rcds_result *res)
+{
+	struct pindex *x = &l->procs;
+	if (cmd == NULL) {
+		x->stale = true;
+		return;
+	}
+	if (cmd->write == NULL || res->code != SNIPE_OK || x->stale)
+		return;
+	const Snipe__WriteRequest *w = cmd->write;
+	for (size_t i = 0; i < w->n_puts + w->n_deletes && !x->stale; i++) {
+		char urn[SNIPE_URN_MAX] = "";
+		if (i < w->n_puts) {
+			const Snipe__Assertion *a = w->puts[i]->assertion;
+			Snipe__AssertionContent *ct =
+				snipe__assertion_content__unpack(NULL, a->content.len, a->content.data);
+			if (ct != NULL)
+				snprintf(urn, sizeof(urn), "%s", ct->urn);
+			if (ct != NULL)
+				snipe__assertion_content__free_unpacked(ct, NULL);
+		} else {
+			snprintf(urn, sizeof(urn), "%s", w->deletes[i - w->n_puts]->urn);
+		}
+		if (strncmp(urn, SNI_PROC_PREFIX, strlen(SNI_PROC_PREFIX)) != 0)
+			continue;
+		if (x->ndirty > 0 && strcmp(x->dirty[x->ndirty - 1], urn) == 0)
+			continue; /* the same process as the item before */
+		if (x->ndirty == DIRTY_MAX) {
+			x->stale = true;
+			break;
+		}
+		if (x->dirty == NULL && (x->dirty = malloc(DIRTY_MAX * sizeof(*x->dirty))) == NULL) {
+			x->stale = true;
+			break;
+		}
+		snprintf(x->dirty[x->ndirty++], sizeof(x->dirty[0]), "%s", urn);
+	}
+}
+
+static int read_proc_row(void *arg, const rcds_row *row)
+{
+	sni_proc_set(arg, row->attr, row->value, row->value_len, row->version, row->author);
+	return 0;
+}
+
+/* One process's record from the store into *p (clear it after). */
+static int store_proc(rcds_leader *l, const char *urn, sni_proc *p)
+{
+	sni_proc_init(p, urn);
+	int rc = rcds_store_get(l->store, urn, snipe_now_ms(), read_proc_row, p);
+	return rc == SNIPE_ENOTFOUND ? SNIPE_OK : rc;
+}
+
+/* Brings the index up to date: the dirty processes, or all of them if stale. */
+static int pindex_refresh(rcds_leader *l)
+{
+	struct pindex *x = &l->procs;
+	int rc = SNIPE_OK;
+	if (x->stale) {
+		struct proc_list pl;
+		rc = load_procs(l, NULL, 0, &pl);
+		if (rc == SNIPE_OK) {
+			x->n = 0;
+			for (size_t i = 0; rc == SNIPE_OK && i < pl.n; i++)
+				rc = pindex_set(x, &pl.v[i]);
+		}
+		proc_list_free(&pl);
+		if (rc == SNIPE_OK) {
+			x->stale = false;
+			x->ndirty = 0;
+		}
+		return rc;
+	}
+	for (size_t i = 0; rc == SNIPE_OK && i < x->ndirty; i++) {
+		sni_proc p;
+		rc = store_proc(l, x->dirty[i], &p);
+		if (rc == SNIPE_OK)
+			rc = pindex_set(x, &p);
+		sni_proc_clear(&p);
+	}
+	if (rc == SNIPE_OK)
+		x->ndirty = 0;
+	return rc;
+}
+
 /* What happens to an active process whose host holds no lease; the batch to write. */
 static int decide(rcds_leader *l, const struct host_list *hl, const sni_proc *p,
                   rcds_batch *b, char *what, size_t whatlen)
@@ -406,24 +577,29 @@ static int decide(rcds_leader *l, const struct host_list *hl, const sni_proc *p,
 
 static void sweep(rcds_leader *l)
 {
-	struct proc_list pl;
 	struct host_list hl;
 	uint64_t now = sni_mono_ms();
-	if (load_procs(l, NULL, 0, &pl) != SNIPE_OK || load_hosts(l, &hl) != SNIPE_OK) {
+	if (pindex_refresh(l) != SNIPE_OK || load_hosts(l, &hl) != SNIPE_OK) {
 		snipe_log(SNIPE_LOG_ERROR, "leader", "sweep: cannot read the catalog");
-		proc_list_free(&pl);
 		return;
 	}
+	const struct pindex *x = &l->procs;
 	rcds_leases_zero_load(l->leases);
-	for (size_t i = 0; i < pl.n; i++) {
-		if (sni_proc_state_active(pl.v[i].state))
-			rcds_lease_add_load(l->leases, pl.v[i].host, 1);
-	}
-	for (size_t i = 0; i < pl.n; i++) {
-		const sni_proc *p = &pl.v[i];
-		if (!sni_proc_state_active(p->state) ||
-		    (p->host[0] != '\0' && rcds_lease_live(l->leases, p->host, now)))
+	for (size_t i = 0; i < x->n; i++)
+		rcds_lease_add_load(l->leases, x->v[i].host, 1);
+	/* the processes to move: copied out, since proposing may change the index */
+	size_t nmove = 0;
+	char (*move)[SNIPE_URN_MAX] = malloc((x->n ? x->n : 1) * SNIPE_URN_MAX);
+	for (size_t i = 0; move != NULL && i < x->n; i++)
+		if (x->v[i].host[0] == '\0' || !rcds_lease_live(l->leases, x->v[i].host, now))
+			snprintf(move[nmove++], SNIPE_URN_MAX, "%s", x->v[i].urn);
+	for (size_t i = 0; i < nmove; i++) {
+		sni_proc rec;
+		if (store_proc(l, move[i], &rec) != SNIPE_OK || !sni_proc_state_active(rec.state)) {
+			sni_proc_clear(&rec);
 			continue;
+		}
+		const sni_proc *p = &rec;
 		rcds_batch *b = NULL;
 		struct pending *pd = calloc(1, sizeof(*pd));
 		char what[512];
@@ -432,10 +608,11 @@ static void sweep(rcds_leader *l)
 			rc = decide(l, &hl, p, b, what, sizeof(what));
 		if (rc == SNIPE_OK) {
 			*pd = (struct pending){.l = l, .generation = l->generation};
-			snprintf(pd->what, sizeof(pd->what), "%s", p->urn);
+			snprintf(pd->what, sizeof(pd->what), "%.*s", (int)sizeof(pd->what) - 1, p->urn);
 			rc = propose(l, b, pd);
 		}
 		rcds_batch_free(b);
+		sni_proc_clear(&rec);
 		if (rc != SNIPE_OK) {
 			free(pd);
 			continue;
@@ -443,7 +620,7 @@ static void sweep(rcds_leader *l)
 		l->outstanding++;
 		snipe_log(SNIPE_LOG_INFO, "leader", "%s", what);
 	}
-	proc_list_free(&pl);
+	free(move);
 	free(hl.v);
 }
 
@@ -465,25 +642,26 @@ static int collect_key(void *arg, const rcds_row *row)
 
 static int assignments(rcds_leader *l, const char *host, Snipe__HeartbeatReply *out)
 {
-	rcds_filter f = {.attr = "host", .value = (const uint8_t *)host, .value_len = strlen(host)};
-	struct proc_list pl;
-	int rc = load_procs(l, &f, 1, &pl);
-	size_t n = 0;
-	if (rc == SNIPE_OK && pl.n > 0) {
-		out->assigned = calloc(pl.n < MAX_ASSIGNED ? pl.n : MAX_ASSIGNED,
+	int rc = pindex_refresh(l);
+	const struct pindex *x = &l->procs;
+	size_t n = 0, mine = 0;
+	for (size_t i = 0; rc == SNIPE_OK && i < x->n; i++)
+		mine += strcmp(x->v[i].host, host) == 0 && !x->v[i].stop;
+	if (rc == SNIPE_OK && mine > 0) {
+		out->assigned = calloc(mine < MAX_ASSIGNED ? mine : MAX_ASSIGNED,
 		                       sizeof(*out->assigned));
 		if (out->assigned == NULL)
 			rc = SNIPE_ENOMEM;
 	}
-	for (size_t i = 0; rc == SNIPE_OK && i < pl.n; i++) {
-		if (!sni_proc_state_active(pl.v[i].state) || pl.v[i].stop)
+	for (size_t i = 0; rc == SNIPE_OK && i < x->n; i++) {
+		if (strcmp(x->v[i].host, host) != 0 || x->v[i].stop)
 			continue;
 		if (n == MAX_ASSIGNED) {
 			out->truncated = true;
 			break;
 		}
 		Snipe__Assignment *a = malloc(sizeof(*a));
-		char *urn = strdup(pl.v[i].urn);
+		char *urn = strdup(x->v[i].urn);
 		if (a == NULL || urn == NULL) {
 			free(a);
 			free(urn);
@@ -492,11 +670,10 @@ static int assignments(rcds_leader *l, const char *host, Snipe__HeartbeatReply *
 		}
 		snipe__assignment__init(a);
 		a->urn = urn;
-		a->epoch = pl.v[i].epoch;
+		a->epoch = x->v[i].epoch;
 		out->assigned[n++] = a;
 	}
 	out->n_assigned = n;
-	proc_list_free(&pl);
 	return rc;
 }
 
@@ -581,6 +758,7 @@ static void taken_over(void *arg, int code)
 			up++;
 	}
 	free(hl.v);
+	l->procs.stale = true; /* rebuilt by the first sweep */
 	l->phase = PHASE_LEADING;
 	l->next_sweep = 0;
 	snipe_log(SNIPE_LOG_INFO, "leader", "leading: %zu hosts up get a fresh lease", up);
@@ -635,6 +813,7 @@ int rcds_leader_new(uv_loop_t *loop, rcds_store *store, const snipe_key *key,
 	l->loop = loop;
 	l->store = store;
 	l->key = key;
+	l->procs.stale = true;
 	uv_timer_init(loop, &l->timer);
 	l->timer.data = l;
 	uv_timer_start(&l->timer, tick, TICK_MS, TICK_MS);
@@ -650,6 +829,7 @@ void rcds_leader_attach(rcds_leader *l, rcds_consensus *c)
 static void timer_closed(uv_handle_t *h)
 {
 	rcds_leader *l = h->data;
+	pindex_free(&l->procs);
 	rcds_leases_free(l->leases);
 	free(l);
 }

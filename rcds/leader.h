@@ -23,6 +23,10 @@ void rcds_leader_attach(rcds_leader *l, rcds_consensus *c);
 /* Stops the timer and frees l once it is closed. */
 void rcds_leader_close(rcds_leader *l);
 
+/* The consensus's applied hook, through the server: notes which processes a write
+ * changed (cmd NULL: a replay or restore; everything may have). */
+void rcds_leader_applied(rcds_leader *l, const Snipe__Command *cmd, const rcds_result *res);
+
 /* A heartbeat from signer (a registered host key for hb->host), on the leader. Fills
  * out (its assigned array is malloc'd: free with rcds_leader_reply_clear). SNIPE_EDENIED,
  * SNIPE_EINVAL, SNIPE_EUNAVAIL (this replica is still taking over: retry). */

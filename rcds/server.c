@@ -416,6 +416,8 @@ void rcds_server_applied(void *server, uint64_t index, const Snipe__Command *cmd
 	if (cmd != NULL && cmd->write != NULL && res->code == SNIPE_OK && res->index == index &&
 	    s->pub >= 0)
 		publish_write(s, index, cmd->write);
+	if (s->leader != NULL)
+		rcds_leader_applied(s->leader, cmd, res);
 	if (res->keys_changed && res->code == SNIPE_OK) {
 		snipe_keyring_clear(s->keys);
 		snipe_keyring_add(s->keys, s->admin_pk);

@@ -459,6 +459,13 @@ static int authorise(rcds_store *s, const apply_ctx *a, const snipe_urn *u, cons
 	int rc = owner_get(s, urn, owner, &has_owner);
 	if (rc == SNIPE_OK && u->kind == SNIPE_KIND_PROC)
 		rc = cell_string(s, urn, "host", host, sizeof(host), &has_host);
+	/* a checkpoint urn:snipe:ckpt:<process name>/<seq> belongs with its process */
+	const char *slash = u->kind == SNIPE_KIND_CKPT ? strrchr(u->name, '/') : NULL;
+	if (rc == SNIPE_OK && slash != NULL) {
+		char proc[SNIPE_URN_MAX];
+		snprintf(proc, sizeof(proc), "urn:snipe:proc:%.*s", (int)(slash - u->name), u->name);
+		rc = cell_string(s, proc, "host", host, sizeof(host), &has_host);
+	}
 	if (rc != SNIPE_OK)
 		return rc;
 	rcds_target t = {
