@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "blocks.h"
 #include "sni.h"
 
 bool agent_lease_valid(agent *a)
@@ -25,6 +26,8 @@ static rcds_client *take_client(agent *a, char *err, size_t errlen)
 	pthread_mutex_unlock(&a->pool_mu);
 	if (c == NULL && rcds_client_open(a->cfg->catalog, a->key, &c, err, errlen) != SNIPE_OK)
 		return NULL;
+	/* what this agent reads it acts on: see every acknowledged write */
+	rcds_client_set_leader_reads(c, true);
 	return c;
 }
 
@@ -80,6 +83,8 @@ void agent_free(agent *a)
 	a->npool = 0;
 	snipe_key_free(a->key);
 	a->key = NULL;
+	agent_blocks_close(a->blocks);
+	a->blocks = NULL;
 	if (a->watchdog_fd >= 0)
 		close(a->watchdog_fd);
 	a->watchdog_fd = -1;

@@ -32,6 +32,8 @@ typedef struct agent_settings {
 	uint32_t backoff_ms, backoff_max_ms;
 	bool fence;            /* kill the children when the lease lapses (default on) */
 	uint32_t cores, memory_mb;
+	uint32_t ckpt_copies;  /* agents that must hold a checkpoint's blocks (default 2) */
+	uint32_t ckpt_keep;    /* checkpoints kept per process (default 2) */
 } agent_settings;
 
 typedef struct agent agent;
@@ -60,6 +62,10 @@ struct agent {
 	uv_timer_t key_timer; /* forgets the fetched keys now and then */
 	snipe_keyring *keys;
 	snipe_verifier *verifier;
+	snipe_keyring *proc_keys;      /* the instance keys of running processes */
+	snipe_verifier *proc_verifier;
+	struct agent_blocks *blocks;   /* checkpoint blocks (blocks.h) */
+	uv_timer_t gc_timer;
 
 	/* watchdog (watchdog.c) */
 	int watchdog_fd; /* write end of the pipe to it, -1 if fencing is off */
@@ -101,6 +107,16 @@ void agent_free(agent *a);
 
 /* -------------------------------------------------------- supervise.c */
 
+/* What a process calling its agent is, found by its instance key. */
+typedef struct agent_proc_ref {
+	char urn[SNIPE_URN_MAX];
+	uint64_t epoch;
+	char ckpt_dir[8200]; /* directory mode: the directory (absolute), or "" */
+} agent_proc_ref;
+
+/* The running instance whose key is pk: SNIPE_OK, or SNIPE_ENOTFOUND. */
+int agent_inst_by_key(agent *a, const uint8_t *pk, agent_proc_ref *out);
+
 /* The catalog says urn changed (a client's nudge with the index of its write, or a
  * heartbeat's assignments): read it and make it so. reply(arg, status, code, err) is
  * called once settled (may be NULL). */
@@ -132,6 +148,29 @@ void agent_server_free(agent *a);
 int agent_register(agent *a, rcds_client *c, char *err, size_t errlen);
 int agent_heartbeat_start(agent *a, char *err, size_t errlen);
 void agent_heartbeat_stop(agent *a);
+
+/* ------------------------------------------------------------- ckpt.c */
+
+struct agent_call;
+/* Handles a block or checkpoint request on the thread pool and answers it. proc: the
+ * calling process (NULL: another agent or a client). Takes req. */
+void agent_ckpt_request(agent *a, struct agent_call *c, Snipe__AgentRequest *req,
+                        const agent_proc_ref *proc);
+/* Commits a snapshot of proc's checkpoint directory (directory mode), on the pool;
+ * done(arg, code, seq) on the loop. */
+int agent_ckpt_dir(agent *a, const agent_proc_ref *proc,
+                   void (*done)(void *arg, int code, uint64_t seq), void *arg);
+/* Makes proc's checkpoint directory hold checkpoint seq, on the pool; done on the loop. */
+int agent_ckpt_restore_dir(agent *a, const agent_proc_ref *proc, uint64_t seq,
+                           void (*done)(void *arg, int code, uint64_t seq), void *arg);
+/* Starts the periodic garbage collection of unreferenced blocks. */
+void agent_ckpt_start(agent *a);
+
+/* ----------------------------------------------------------- server.c (calls) */
+
+/* Answers a request taken by server.c; frees c. */
+void agent_answer(struct agent_call *c, Snipe__AgentReply *r);
+void agent_answer_code(struct agent_call *c, int code, const char *error);
 
 /* --------------------------------------------------------- watchdog.c */
 

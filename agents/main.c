@@ -17,19 +17,22 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "blocks.h"
 #include "sni.h"
 
 #define REGISTER_RETRY_MS 500
 
 static const char *const known_keys[] = {
 	"name", "catalog", "key", "listen", "state", "labels", "heartbeat_ms", "lease_ms",
-	"backoff_ms", "backoff_max_ms", "fence", "cores", "memory_mb", "log_level", NULL,
+	"backoff_ms", "backoff_max_ms", "fence", "cores", "memory_mb", "log_level",
+	"ckpt_copies", "ckpt_keep", NULL,
 };
 
 /* Flag names, in the order of their getopt values 1.. (ini key: '-' becomes '_'). */
 static const char *const flag_names[] = {
 	NULL, "name", "catalog", "key", "listen", "state", "labels", "heartbeat-ms", "lease-ms",
 	"backoff-ms", "backoff-max-ms", "fence", "cores", "memory-mb", "log-level",
+	"ckpt-copies", "ckpt-keep",
 };
 #define NFLAGS ((int)(sizeof(flag_names) / sizeof(flag_names[0])))
 
@@ -53,6 +56,8 @@ static void usage(FILE *to)
 	        "  --backoff-max-ms N   (default 30000)\n"
 	        "  --fence yes|no       kill the processes when the lease lapses (default yes)\n"
 	        "  --cores N, --memory-mb N   what to advertise (default: this machine's)\n"
+	        "  --ckpt-copies N      agents holding a checkpoint before it counts (default 2)\n"
+	        "  --ckpt-keep N        checkpoints kept per process (default 2)\n"
 	        "  --log-level LEVEL    debug, info, warn or error\n"
 	        "  -d                   stay in the foreground (otherwise: daemon, log to "
 	        "DIR/agentd.log)\n"
@@ -154,7 +159,9 @@ static int settle(const snipe_config *cfg, agent_settings *st)
 	    number(cfg, "backoff_ms", 1, 3600000, 100, &st->backoff_ms) != 0 ||
 	    number(cfg, "backoff_max_ms", 1, 3600000, 30000, &st->backoff_max_ms) != 0 ||
 	    number(cfg, "cores", 1, 65536, cores > 0 ? (uint64_t)cores : 1, &st->cores) != 0 ||
-	    number(cfg, "memory_mb", 1, UINT32_MAX, mem, &st->memory_mb) != 0)
+	    number(cfg, "memory_mb", 1, UINT32_MAX, mem, &st->memory_mb) != 0 ||
+	    number(cfg, "ckpt_copies", 1, 16, 2, &st->ckpt_copies) != 0 ||
+	    number(cfg, "ckpt_keep", 1, 1000, 2, &st->ckpt_keep) != 0)
 		return -1;
 	if (st->lease_ms < 2 * st->heartbeat_ms)
 		return fail("lease_ms (%u) must be at least twice heartbeat_ms (%u)", st->lease_ms,
@@ -332,6 +339,11 @@ static int run(agent_settings *st, bool foreground)
 	a.loop = &loop;
 	pthread_mutex_init(&a.pool_mu, NULL);
 	pthread_mutex_init(&a.assigned_mu, NULL);
+	snprintf(err, sizeof(err), "%s/blocks", st->state);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s", err);
+	if (agent_blocks_open(path, &a.blocks, err, sizeof(err)) != SNIPE_OK)
+		return fail("%s", err);
 	if (agent_server_start(&a, err, sizeof(err)) != SNIPE_OK)
 		return fail("%s", err);
 	if (register_host(&a) != 0)
@@ -340,6 +352,7 @@ static int run(agent_settings *st, bool foreground)
 	a.assigned_async.data = &a;
 	if (agent_heartbeat_start(&a, err, sizeof(err)) != SNIPE_OK)
 		return fail("%s", err);
+	agent_ckpt_start(&a);
 	uv_signal_init(&loop, &sigterm);
 	uv_signal_init(&loop, &sigint);
 	sigterm.data = sigint.data = &a;

@@ -24,16 +24,16 @@
 #define LOGS_MAX (1u << 20)
 
 /* A request being answered: the nanomsg routing header and the request id. */
-struct call {
+struct agent_call {
 	agent *a;
 	void *control;
 	uint8_t id[16];
 	size_t idlen;
 };
 
-static struct call *call_new(agent *a, void *control, const ProtobufCBinaryData *id)
+static struct agent_call *call_new(agent *a, void *control, const ProtobufCBinaryData *id)
 {
-	struct call *c = calloc(1, sizeof(*c));
+	struct agent_call *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return NULL;
 	c->a = a;
@@ -45,7 +45,7 @@ static struct call *call_new(agent *a, void *control, const ProtobufCBinaryData 
 }
 
 /* Sends r along c's route and frees c. */
-static void answer(struct call *c, Snipe__AgentReply *r)
+void agent_answer(struct agent_call *c, Snipe__AgentReply *r)
 {
 	r->id = (ProtobufCBinaryData){c->idlen, c->id};
 	size_t len = snipe__agent_reply__get_packed_size(r);
@@ -64,43 +64,43 @@ static void answer(struct call *c, Snipe__AgentReply *r)
 	free(c);
 }
 
-static void answer_code(struct call *c, int code, const char *error)
+void agent_answer_code(struct agent_call *c, int code, const char *error)
 {
 	Snipe__AgentReply r = SNIPE__AGENT_REPLY__INIT;
 	r.code = code;
 	r.error = (char *)(error != NULL ? error : code != SNIPE_OK ? snipe_strerror(code) : "");
-	answer(c, &r);
+	agent_answer(c, &r);
 }
 
 /* ------------------------------------------------------------- reconcile */
 
 static void reconciled(void *arg, const Snipe__ProcStatus *st, int code, const char *err)
 {
-	struct call *c = arg;
+	struct agent_call *c = arg;
 	Snipe__AgentReply r = SNIPE__AGENT_REPLY__INIT;
 	r.code = code;
 	r.error = (char *)(err != NULL ? err : code != SNIPE_OK ? snipe_strerror(code) : "");
 	r.proc = (Snipe__ProcStatus *)st;
-	answer(c, &r);
+	agent_answer(c, &r);
 }
 
-static void do_reconcile(struct call *c, const Snipe__ReconcileRequest *rq)
+static void do_reconcile(struct agent_call *c, const Snipe__ReconcileRequest *rq)
 {
 	char err[256];
 	snipe_urn u;
 	if (snipe_urn_parse(rq->urn, &u, err, sizeof(err)) != SNIPE_OK || u.kind != SNIPE_KIND_PROC) {
-		answer_code(c, SNIPE_EINVAL, "reconcile: not a process URN");
+		agent_answer_code(c, SNIPE_EINVAL, "reconcile: not a process URN");
 		return;
 	}
 	if (agent_reconcile(c->a, rq->urn, rq->min_index, reconciled, c) != SNIPE_OK)
-		answer_code(c, SNIPE_ENOMEM, NULL);
+		agent_answer_code(c, SNIPE_ENOMEM, NULL);
 }
 
 /* ------------------------------------------------------------------ logs */
 
 struct logs_io {
 	agent_io io;
-	struct call *c;
+	struct agent_call *c;
 	char urn[SNIPE_URN_MAX];
 	uint8_t requester[SNIPE_PK_BYTES];
 	bool allowed;
@@ -151,9 +151,9 @@ static void logs_send(agent_io *io, rcds_client *cl)
 	struct logs_io *x = (struct logs_io *)io;
 	(void)cl;
 	if (io->rc != SNIPE_OK) {
-		answer_code(x->c, io->rc, io->err);
+		agent_answer_code(x->c, io->rc, io->err);
 	} else if (!x->allowed) {
-		answer_code(x->c, SNIPE_EDENIED, "only the process's owner or an admin may read its logs");
+		agent_answer_code(x->c, SNIPE_EDENIED, "only the process's owner or an admin may read its logs");
 	} else {
 		char path[4096];
 		agent_log_path(x->c->a, x->urn, x->rq.stderr, path, sizeof(path));
@@ -162,14 +162,14 @@ static void logs_send(agent_io *io, rcds_client *cl)
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		struct stat st;
 		if (fd < 0 || fstat(fd, &st) != 0) {
-			answer_code(x->c, SNIPE_ENOTFOUND, "no output captured on this host");
+			agent_answer_code(x->c, SNIPE_ENOTFOUND, "no output captured on this host");
 		} else {
 			uint8_t *buf = malloc(max);
 			ssize_t n = buf != NULL ? pread(fd, buf, max, (off_t)x->rq.offset) : -1;
 			Snipe__AgentReply r = SNIPE__AGENT_REPLY__INIT;
 			r.data = (ProtobufCBinaryData){n > 0 ? (size_t)n : 0, buf};
 			r.size = (uint64_t)st.st_size;
-			answer(x->c, &r);
+			agent_answer(x->c, &r);
 			free(buf);
 		}
 		if (fd >= 0)
@@ -178,17 +178,17 @@ static void logs_send(agent_io *io, rcds_client *cl)
 	free(x);
 }
 
-static void do_logs(struct call *c, const Snipe__LogsRequest *rq, const uint8_t *requester)
+static void do_logs(struct agent_call *c, const Snipe__LogsRequest *rq, const uint8_t *requester)
 {
 	snipe_urn u;
 	struct logs_io *x = calloc(1, sizeof(*x));
 	if (x == NULL) {
-		answer_code(c, SNIPE_ENOMEM, NULL);
+		agent_answer_code(c, SNIPE_ENOMEM, NULL);
 		return;
 	}
 	if (snipe_urn_parse(rq->urn, &u, NULL, 0) != SNIPE_OK || u.kind != SNIPE_KIND_PROC) {
 		free(x);
-		answer_code(c, SNIPE_EINVAL, "logs: not a process URN");
+		agent_answer_code(c, SNIPE_EINVAL, "logs: not a process URN");
 		return;
 	}
 	x->c = c;
@@ -199,7 +199,7 @@ static void do_logs(struct call *c, const Snipe__LogsRequest *rq, const uint8_t 
 	x->io.done = logs_send;
 	if (agent_io_queue(c->a, &x->io) != SNIPE_OK) {
 		free(x);
-		answer_code(c, SNIPE_ENOMEM, NULL);
+		agent_answer_code(c, SNIPE_ENOMEM, NULL);
 	}
 }
 
@@ -280,12 +280,17 @@ static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool
 		nn_freemsg(control);
 		return;
 	}
-	int rc = snipe_env_open(a->verifier, buf, len, SNIPE_MSG_AGENT_REQUEST, &m, err,
-	                        sizeof(err));
+	/* a process of this agent signs with its instance key; others with registered keys */
+	uint8_t id[SNIPE_KEYID_BYTES];
+	bool from_proc = snipe_env_peek_signer(buf, len, id) == SNIPE_OK &&
+	                 snipe_keyring_find(a->proc_keys, id) != NULL;
+	snipe_keyring *ring = from_proc ? a->proc_keys : a->keys;
+	int rc = snipe_env_open(from_proc ? a->proc_verifier : a->verifier, buf, len,
+	                        SNIPE_MSG_AGENT_REQUEST, &m, err, sizeof(err));
 	if (rc == SNIPE_EUNKNOWNSIGNER && !fetched && fetch_key(a, buf, len, control))
 		return;
 	ProtobufCBinaryData none = {0, NULL};
-	struct call *c = call_new(a, control, &none);
+	struct agent_call *c = call_new(a, control, &none);
 	if (c == NULL) {
 		nn_freemsg(control);
 		snipe_env_msg_clear(&m);
@@ -294,16 +299,22 @@ static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool
 	if (rc != SNIPE_OK) {
 		snipe_log(SNIPE_LOG_WARN, "server", "request rejected code=%s reason=\"%s\"",
 		          snipe_errname(rc), err);
-		answer_code(c, rc, err);
+		agent_answer_code(c, rc, err);
 		return;
 	}
-	const uint8_t *pk = snipe_keyring_find(a->keys, m.signer);
+	const uint8_t *pk = snipe_keyring_find(ring, m.signer);
 	uint8_t requester[SNIPE_PK_BYTES];
 	memcpy(requester, pk, SNIPE_PK_BYTES);
+	agent_proc_ref proc;
+	if (from_proc && agent_inst_by_key(a, requester, &proc) != SNIPE_OK) {
+		snipe_env_msg_clear(&m);
+		agent_answer_code(c, SNIPE_EUNKNOWNSIGNER, "the process of this key has ended");
+		return;
+	}
 	Snipe__AgentRequest *req = snipe__agent_request__unpack(NULL, m.body_len, m.body);
 	snipe_env_msg_clear(&m);
 	if (req == NULL) {
-		answer_code(c, SNIPE_EDECODE, "request does not decode");
+		agent_answer_code(c, SNIPE_EDECODE, "request does not decode");
 		return;
 	}
 	c->idlen = req->id.len <= sizeof(c->id) ? req->id.len : 0;
@@ -311,13 +322,29 @@ static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool
 		memcpy(c->id, req->id.data, c->idlen);
 	switch (req->op_case) {
 	case SNIPE__AGENT_REQUEST__OP_RECONCILE:
-		do_reconcile(c, req->reconcile);
-		break;
 	case SNIPE__AGENT_REQUEST__OP_LOGS:
-		do_logs(c, req->logs, requester);
+		if (from_proc)
+			agent_answer_code(c, SNIPE_EDENIED, "a process may not ask that of its agent");
+		else if (req->op_case == SNIPE__AGENT_REQUEST__OP_RECONCILE)
+			do_reconcile(c, req->reconcile);
+		else
+			do_logs(c, req->logs, requester);
 		break;
+	case SNIPE__AGENT_REQUEST__OP_CKPT_COMMIT:
+	case SNIPE__AGENT_REQUEST__OP_CKPT_LOAD:
+	case SNIPE__AGENT_REQUEST__OP_CKPT_DIR:
+		if (!from_proc) {
+			agent_answer_code(c, SNIPE_EDENIED, "only a process may checkpoint (itself)");
+			break;
+		}
+		/* fall through */
+	case SNIPE__AGENT_REQUEST__OP_BLOCKS_HAVE:
+	case SNIPE__AGENT_REQUEST__OP_BLOCKS_PUT:
+	case SNIPE__AGENT_REQUEST__OP_BLOCKS_GET:
+		agent_ckpt_request(a, c, req, from_proc ? &proc : NULL);
+		return; /* req is the request's now */
 	default:
-		answer_code(c, SNIPE_EINVAL, "request has no operation");
+		agent_answer_code(c, SNIPE_EINVAL, "request has no operation");
 		break;
 	}
 	snipe__agent_request__free_unpacked(req, NULL);
@@ -354,9 +381,15 @@ int agent_server_start(agent *a, char *err, size_t errlen)
 	size_t fdlen = sizeof(fd);
 	if (snipe_keyring_new(&a->keys) != SNIPE_OK ||
 	    snipe_verifier_new(a->keys, SNIPE_SKEW_DEFAULT_MS, SNIPE_REPLAY_DEFAULT_CAP,
-	                       &a->verifier) != SNIPE_OK)
+	                       &a->verifier) != SNIPE_OK ||
+	    snipe_keyring_new(&a->proc_keys) != SNIPE_OK ||
+	    snipe_verifier_new(a->proc_keys, SNIPE_SKEW_DEFAULT_MS, SNIPE_REPLAY_DEFAULT_CAP,
+	                       &a->proc_verifier) != SNIPE_OK)
 		return sni_err(err, errlen, SNIPE_ENOMEM, "out of memory");
 	a->sock = nn_socket(AF_SP_RAW, NN_REP);
+	int maxsize = 64 << 20; /* block batches are a few MiB */
+	if (a->sock >= 0)
+		nn_setsockopt(a->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize));
 	if (a->sock < 0 || nn_bind(a->sock, a->cfg->listen) < 0 ||
 	    nn_getsockopt(a->sock, NN_SOL_SOCKET, NN_RCVFD, &fd, &fdlen) < 0)
 		return sni_err(err, errlen, SNIPE_ECONFIG, "cannot listen on %s: %s", a->cfg->listen,
@@ -383,6 +416,8 @@ void agent_server_free(agent *a)
 {
 	snipe_verifier_free(a->verifier);
 	snipe_keyring_free(a->keys);
-	a->verifier = NULL;
-	a->keys = NULL;
+	snipe_verifier_free(a->proc_verifier);
+	snipe_keyring_free(a->proc_keys);
+	a->verifier = a->proc_verifier = NULL;
+	a->keys = a->proc_keys = NULL;
 }

@@ -26,6 +26,8 @@
 
 #define STOP_GRACE_MS 2000
 #define STEADY_MS 10000 /* a run this long resets the backoff */
+#define RESTORE_RETRY_MS 1000
+#define EXIT_CHECKPOINT 85 /* directory mode: "checkpoint me and restart me" (as HTCondor) */
 
 extern char **environ;
 
@@ -58,6 +60,12 @@ struct agent_inst {
 	bool has_exit;
 	char state[16];
 	uint64_t index; /* the catalog index of our last read or write */
+	uint8_t key_pk[SNIPE_PK_BYTES]; /* the running instance's key (SNIPE_PROC_KEY) */
+	char cwd[4200];
+	char ckpt_dir[8200];            /* directory mode: absolute, or "" */
+	uint64_t dir_seq;               /* the checkpoint the directory holds here */
+	char spawn_error[256];          /* why the last start failed */
+	bool in_place;                  /* it ended to be restarted here (exit 85): not lost */
 	struct waiter *waiters;
 };
 
@@ -256,6 +264,7 @@ static int write_state(struct agent_inst *in, const char *state, const char *rea
 /* ------------------------------------------------------------- processes */
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int signo);
+static void drop_key(struct agent_inst *in);
 
 static void spawn_failed_closed(uv_handle_t *h)
 {
@@ -270,7 +279,7 @@ static char **make_env(const struct agent_inst *in)
 	size_t n = 0;
 	while (environ[n] != NULL)
 		n++;
-	size_t total = n + in->spec->n_env + 5;
+	size_t total = n + in->spec->n_env + 6;
 	char **env = calloc(total, sizeof(char *));
 	if (env == NULL)
 		return NULL;
@@ -280,7 +289,8 @@ static char **make_env(const struct agent_inst *in)
 			env[k++] = strdup(environ[i]);
 	for (size_t i = 0; i < in->spec->n_env; i++)
 		env[k++] = strdup(in->spec->env[i]);
-	if (asprintf(&env[k++], "SNIPE_URN=%s", in->urn) < 0 ||
+	if (asprintf(&env[k++], "SNIPE_PROC_KEY=%s/run/%s.key", in->a->cfg->state, in->file) < 0 ||
+	    asprintf(&env[k++], "SNIPE_URN=%s", in->urn) < 0 ||
 	    asprintf(&env[k++], "SNIPE_EPOCH=%" PRIu64, in->epoch) < 0 ||
 	    asprintf(&env[k++], "SNIPE_AGENT=%s", in->a->cfg->listen) < 0 ||
 	    asprintf(&env[k++], "SNIPE_HOST=%s", in->a->cfg->name) < 0)
@@ -318,18 +328,43 @@ static void pid_record(struct agent_inst *in, bool add)
 }
 
 /* Starts the process; SNIPE_OK, or SNIPE_ESPAWN with the reason in err. */
+/* The working directory (the spec's, or one under the state dir) into in->cwd, and
+ * the checkpoint directory (relative to it) into in->ckpt_dir. */
+static void resolve_dirs(struct agent_inst *in)
+{
+	if (in->spec->cwd[0] != '\0') {
+		snprintf(in->cwd, sizeof(in->cwd), "%s", in->spec->cwd);
+	} else {
+		snprintf(in->cwd, sizeof(in->cwd), "%s/work/%s", in->a->cfg->state, in->file);
+		mkdir(in->cwd, 0700);
+	}
+	if (in->spec->ckpt_dir[0] == '/')
+		snprintf(in->ckpt_dir, sizeof(in->ckpt_dir), "%s", in->spec->ckpt_dir);
+	else if (in->spec->ckpt_dir[0] != '\0')
+		snprintf(in->ckpt_dir, sizeof(in->ckpt_dir), "%s/%s", in->cwd, in->spec->ckpt_dir);
+	else
+		in->ckpt_dir[0] = '\0';
+}
+
 static int start_process(struct agent_inst *in, char *err, size_t errlen)
 {
 	agent *a = in->a;
-	char out[4096], errp[4096], cwd[4096];
+	char out[4096], errp[4096];
+	const char *cwd = in->cwd;
 	agent_log_path(a, in->urn, false, out, sizeof(out));
 	agent_log_path(a, in->urn, true, errp, sizeof(errp));
-	if (in->spec->cwd[0] != '\0') {
-		snprintf(cwd, sizeof(cwd), "%s", in->spec->cwd);
-	} else {
-		snprintf(cwd, sizeof(cwd), "%s/work/%s", a->cfg->state, in->file);
-		mkdir(cwd, 0700);
+	/* the instance's own key: how the process proves who it is to this agent */
+	char keypath[4200];
+	snipe_key *key = NULL;
+	snprintf(keypath, sizeof(keypath), "%s/run/%s.key", a->cfg->state, in->file);
+	if (snipe_key_generate(&key) != SNIPE_OK ||
+	    snipe_key_save(key, keypath, true, err, errlen) != SNIPE_OK) {
+		snipe_key_free(key);
+		return sni_err(err, errlen, SNIPE_ESPAWN, "cannot make the instance key %s", keypath);
 	}
+	memcpy(in->key_pk, snipe_key_public(key), SNIPE_PK_BYTES);
+	snipe_key_free(key);
+	snipe_keyring_add(a->proc_keys, in->key_pk);
 	int fds[3] = {open("/dev/null", O_RDONLY | O_CLOEXEC),
 	              open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600),
 	              open(errp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)};
@@ -362,6 +397,7 @@ static int start_process(struct agent_inst *in, char *err, size_t errlen)
 			             uv_strerror(uv));
 			in->proc_closing = true;
 			uv_close((uv_handle_t *)&in->proc, spawn_failed_closed);
+			drop_key(in);
 		} else {
 			in->proc_open = true;
 			in->pid = in->proc.pid;
@@ -436,9 +472,50 @@ static void after_running(struct agent_inst *in, struct inst_io *x)
 	next_step(in);
 }
 
-static void start(struct agent_inst *in, const sni_proc *rec)
+static void fill_ref(const struct agent_inst *in, agent_proc_ref *ref)
 {
-	char err[256];
+	snprintf(ref->urn, sizeof(ref->urn), "%s", in->urn);
+	ref->epoch = in->epoch;
+	snprintf(ref->ckpt_dir, sizeof(ref->ckpt_dir), "%s", in->ckpt_dir);
+}
+
+static void start_now(struct agent_inst *in);
+
+/* The failed start is recorded: now the waiters hear why it failed. */
+static void after_spawn_failed(struct agent_inst *in, struct inst_io *x)
+{
+	if (x->io.rc != SNIPE_OK)
+		snipe_log(SNIPE_LOG_WARN, "supervise", "%s: recording the failed start failed "
+		          "code=%s reason=\"%s\"", in->urn, snipe_errname(x->io.rc), x->io.err);
+	in->busy = false;
+	settle(in, SNIPE_ESPAWN, in->spawn_error);
+	next_step(in);
+}
+
+static void retry_later(uv_timer_t *t)
+{
+	struct agent_inst *in = t->data;
+	in->again = true;
+	next_step(in);
+}
+
+/* The checkpoint directory holds the latest checkpoint: now start. */
+static void restored(void *arg, int code, uint64_t seq)
+{
+	struct agent_inst *in = arg;
+	in->busy = false;
+	if (code == SNIPE_OK) {
+		in->dir_seq = seq;
+		start_now(in);
+		return;
+	}
+	/* its blocks may be on a host that comes back: try again, never start without */
+	settle(in, code, "cannot restore the latest checkpoint (will retry)");
+	uv_timer_start(&in->timer, retry_later, RESTORE_RETRY_MS, 0);
+}
+
+static void start(struct agent_inst *in, const sni_proc *rec, bool again)
+{
 	if (in->spec != NULL)
 		snipe__proc_spec__free_unpacked(in->spec, NULL);
 	in->spec = rec->spec;
@@ -446,7 +523,23 @@ static void start(struct agent_inst *in, const sni_proc *rec)
 	if (in->epoch != rec->epoch)
 		in->streak = 0;
 	in->epoch = rec->epoch;
-	in->restarts = rec->restarts;
+	in->restarts = rec->restarts + (again ? 1u : 0u);
+	resolve_dirs(in);
+	/* directory mode: bring the directory to the latest checkpoint unless it is there */
+	if (in->ckpt_dir[0] != '\0' && rec->ckpt > 0 && in->dir_seq != rec->ckpt) {
+		agent_proc_ref ref;
+		fill_ref(in, &ref);
+		in->busy = true;
+		if (agent_ckpt_restore_dir(in->a, &ref, rec->ckpt, restored, in) == SNIPE_OK)
+			return;
+		in->busy = false;
+	}
+	start_now(in);
+}
+
+static void start_now(struct agent_inst *in)
+{
+	char err[256];
 	int rc = start_process(in, err, sizeof(err));
 	if (rc == SNIPE_OK) {
 		in->phase = PH_RUNNING;
@@ -459,12 +552,9 @@ static void start(struct agent_inst *in, const sni_proc *rec)
 	in->phase = PH_IDLE;
 	in->exit_code = 127;
 	in->has_exit = true;
-	if (write_state(in, "failed", err, after_write) != SNIPE_OK)
+	snprintf(in->spawn_error, sizeof(in->spawn_error), "%s", err);
+	if (write_state(in, "failed", err, after_spawn_failed) != SNIPE_OK)
 		settle(in, rc, err);
-	else
-		snprintf(in->state, sizeof(in->state), "failed");
-	/* the waiters hear the spawn error, not the write's outcome */
-	settle(in, rc, err);
 }
 
 static void after_read(struct agent_inst *in, struct inst_io *x)
@@ -495,11 +585,27 @@ static void after_read(struct agent_inst *in, struct inst_io *x)
 	} else if (in->phase == PH_BACKOFF && ours && rec->epoch == in->epoch) {
 		settle(in, SNIPE_OK, NULL); /* its timer will start it */
 	} else if (ours) {
+		/* recorded running here, yet not running: its run was lost (this agent restarted,
+		 * or fenced it) — a failure, which its policy may or may not restart */
+		bool lost = strcmp(rec->state, "running") == 0 && !in->in_place;
+		in->in_place = false;
+		uint32_t max = rec->spec->max_restarts;
 		if (!agent_lease_valid(a)) {
 			settle(in, SNIPE_EFENCED, "this host does not hold its lease: nothing starts");
+		} else if (lost && (!sni_proc_policy_restarts(rec->spec->restart, -SIGKILL) ||
+		                    (max > 0 && rec->restarts >= max))) {
+			in->epoch = rec->epoch;
+			in->restarts = rec->restarts;
+			in->phase = PH_IDLE;
+			snipe_log(SNIPE_LOG_WARN, "supervise", "%s: its run was lost (agent restart or "
+			          "fence) and its policy does not restart it", in->urn);
+			if (write_state(in, "lost", "its run was lost when its agent restarted or fenced",
+			                after_write) == SNIPE_OK)
+				return;
+			settle(in, SNIPE_ENOMEM, NULL);
 		} else {
 			uv_timer_stop(&in->timer);
-			start(in, rec);
+			start(in, rec, lost);
 			return;
 		}
 	} else if (here && rec->stop && sni_proc_state_active(rec->state)) {
@@ -535,6 +641,22 @@ static void backoff_over(uv_timer_t *t)
 	next_step(in);
 }
 
+/* Exit 85 in directory mode: the directory is committed; run it again at once. */
+static void checkpointed(void *arg, int code, uint64_t seq)
+{
+	struct agent_inst *in = arg;
+	in->busy = false;
+	if (code == SNIPE_OK) {
+		in->dir_seq = seq;
+		snipe_log(SNIPE_LOG_INFO, "supervise", "%s checkpoint %" PRIu64 " taken on exit %d: "
+		          "restarting it", in->urn, seq, EXIT_CHECKPOINT);
+	}
+	in->phase = PH_IDLE;
+	in->in_place = true;
+	in->again = true;
+	next_step(in);
+}
+
 static void handle_exit(struct agent_inst *in)
 {
 	agent *a = in->a;
@@ -553,6 +675,15 @@ static void handle_exit(struct agent_inst *in)
 		in->phase = PH_IDLE;
 		settle(in, SNIPE_EFENCED, "fenced: the host's lease lapsed");
 		return;
+	}
+	if (in->exit_code == EXIT_CHECKPOINT && in->ckpt_dir[0] != '\0') {
+		agent_proc_ref ref;
+		fill_ref(in, &ref);
+		in->busy = true;
+		in->phase = PH_BACKOFF; /* not idle: it is about to run again */
+		if (agent_ckpt_dir(a, &ref, checkpointed, in) == SNIPE_OK)
+			return;
+		in->busy = false;
 	}
 	const char *state;
 	bool quick = sni_mono_ms() - in->started_mono < STEADY_MS;
@@ -583,9 +714,21 @@ static void proc_closed(uv_handle_t *h)
 	next_step(in);
 }
 
+/* The instance's key stops working the moment it ends. */
+static void drop_key(struct agent_inst *in)
+{
+	char path[4200];
+	uint8_t id[SNIPE_KEYID_BYTES];
+	snipe_keyid(in->key_pk, id);
+	snipe_keyring_remove(in->a->proc_keys, id);
+	snprintf(path, sizeof(path), "%s/run/%s.key", in->a->cfg->state, in->file);
+	unlink(path);
+}
+
 static void on_exit_cb(uv_process_t *p, int64_t status, int signo)
 {
 	struct agent_inst *in = p->data;
+	drop_key(in);
 	in->exit_code = signo != 0 ? -signo : (int)status;
 	in->has_exit = true;
 	uv_timer_stop(&in->timer);
@@ -679,6 +822,20 @@ void agent_assigned(agent *a, const rcds_lease_reply *r)
 	}
 }
 
+int agent_inst_by_key(agent *a, const uint8_t *pk, agent_proc_ref *out)
+{
+	for (size_t i = 0; i < a->ninst; i++) {
+		struct agent_inst *in = a->inst[i];
+		if (in->proc_open && memcmp(in->key_pk, pk, SNIPE_PK_BYTES) == 0) {
+			snprintf(out->urn, sizeof(out->urn), "%s", in->urn);
+			out->epoch = in->epoch;
+			snprintf(out->ckpt_dir, sizeof(out->ckpt_dir), "%s", in->ckpt_dir);
+			return SNIPE_OK;
+		}
+	}
+	return SNIPE_ENOTFOUND;
+}
+
 void agent_kill_all(agent *a)
 {
 	for (size_t i = 0; i < a->ninst; i++) {
@@ -742,7 +899,9 @@ int agent_kill_orphans(agent *a)
 			if (s != NULL && fgets(now, sizeof(now), s) != NULL) {
 				start_time(rec, t1, sizeof(t1));
 				start_time(now, t2, sizeof(t2));
-				if (pid > 1 && t1[0] != '\0' && strcmp(t1, t2) == 0) {
+				const char *st = strrchr(now, ')');
+				bool zombie = st != NULL && st[1] == ' ' && st[2] == 'Z';
+				if (pid > 1 && t1[0] != '\0' && strcmp(t1, t2) == 0 && !zombie) {
 					snipe_log(SNIPE_LOG_WARN, "supervise", "killing orphan pid=%d (%s)", pid,
 					          e->d_name);
 					kill(-pid, SIGKILL);

@@ -58,7 +58,8 @@ extern "C" {
 	X(EBUSY, -57, "busy with another change; try again")                         \
 	X(ESTALE, -58, "stale epoch: the process has moved on")                      \
 	X(ESPAWN, -60, "the command could not be started")                           \
-	X(EFENCED, -61, "the host's lease lapsed: it runs nothing until renewed")
+	X(EFENCED, -61, "the host's lease lapsed: it runs nothing until renewed")          \
+	X(ECORRUPT, -62, "data does not match its hash")
 
 enum snipe_error {
 #define SNIPE_ERR_ENUM_(name, value, msg) SNIPE_##name = (value),
@@ -388,6 +389,9 @@ typedef struct snipe_spawn_opts {
 	const char *cwd;               /* NULL: a directory of its own on the host */
 	const char *const *labels;     /* "k=v" the host must have */
 	size_t nlabels;
+	const char *ckpt_dir;          /* directory mode: snapshot this directory (relative:
+	                                  to its working directory) on `snipe ckpt commit` or
+	                                  exit 85, and restore it before every restart */
 } snipe_spawn_opts;
 
 typedef struct snipe_proc_info {
@@ -434,6 +438,52 @@ int snipe_proc_list(rcds_client *c, snipe_proc_info **out, size_t *n, char *err,
 int snipe_proc_logs(rcds_client *c, const char *urn, bool stderr_stream, uint64_t offset,
                     uint32_t max, uint8_t **data, size_t *len, uint64_t *size, char *err,
                     size_t errlen);
+
+/* ------------------------------------------------------------- checkpoints */
+
+/*
+ * Library-mode checkpoints, for a program started by a SNIPE agent (which tells it who
+ * it is through SNIPE_URN, SNIPE_EPOCH, SNIPE_AGENT and SNIPE_PROC_KEY). State is cut
+ * into blocks by content, so only the blocks the previous checkpoint lacked are sent;
+ * a save returns once the blocks are on `copies` agents (2 by default) and the
+ * manifest is committed in the catalog. After a restart, on this host or another,
+ * snipe_ckpt_load returns the latest committed state. One thread at a time.
+ */
+typedef struct snipe_ckpt snipe_ckpt;
+
+typedef struct snipe_ckpt_part {
+	const char *name;  /* unique within a checkpoint ("" for snipe_ckpt_save's buffer) */
+	const void *buf;
+	size_t len;
+} snipe_ckpt_part;
+
+typedef struct snipe_ckpt_stats {
+	uint64_t seq;         /* the checkpoint saved or loaded last */
+	uint64_t bytes;       /* its size (all parts) */
+	uint64_t sent_bytes;  /* of it, bytes (uncompressed) sent to the agent by the last save */
+	uint64_t sent_blocks;
+	uint64_t blocks;
+} snipe_ckpt_stats;
+
+/* From the environment the agent set; SNIPE_ENOENT (err says which variable) when
+ * the program was not started by an agent. */
+int snipe_ckpt_open(snipe_ckpt **out, char *err, size_t errlen);
+void snipe_ckpt_close(snipe_ckpt *c);
+/* Saves one buffer (the part named ""). */
+int snipe_ckpt_save(snipe_ckpt *c, const void *buf, size_t len, char *err, size_t errlen);
+/* Saves several named buffers as one checkpoint. */
+int snipe_ckpt_save_parts(snipe_ckpt *c, const snipe_ckpt_part *parts, size_t n, char *err,
+                          size_t errlen);
+/* The latest committed checkpoint's buffer "" (*buf malloc'd, *len bytes);
+ * SNIPE_ENOTFOUND if the process has none yet. */
+int snipe_ckpt_load(snipe_ckpt *c, void **buf, size_t *len, char *err, size_t errlen);
+/* One named part of the latest checkpoint (loads it on first use). */
+int snipe_ckpt_load_part(snipe_ckpt *c, const char *name, void **buf, size_t *len, char *err,
+                         size_t errlen);
+void snipe_ckpt_get_stats(const snipe_ckpt *c, snipe_ckpt_stats *out);
+/* Directory mode (spawned with --ckpt-dir): has the agent snapshot the directory now;
+ * *seq is the checkpoint committed. What `snipe ckpt commit` does. */
+int snipe_ckpt_commit_dir(snipe_ckpt *c, uint64_t *seq, char *err, size_t errlen);
 
 /* Wall clock, milliseconds since the Unix epoch. */
 uint64_t snipe_now_ms(void);

@@ -109,11 +109,15 @@ static int host_address(rcds_client *c, const char *host, char *address, size_t 
 	return rc;
 }
 
+int sni_host_address(rcds_client *c, const char *host, char *address, size_t len)
+{
+	return host_address(c, host, address, len, NULL, 0);
+}
+
 /* ------------------------------------------------------------- agents */
 
-/* One request to the agent at endpoint, signed with the client's key; *out on success. */
-static int agent_call(const snipe_key *key, const char *endpoint, Snipe__AgentRequest *req,
-                      int wait_ms, Snipe__AgentReply **out, char *err, size_t errlen)
+int sni_agent_call(const snipe_key *key, const char *endpoint, Snipe__AgentRequest *req,
+                   int wait_ms, Snipe__AgentReply **out, char *err, size_t errlen)
 {
 	uint8_t id[16], *body = NULL, *env = NULL;
 	size_t envlen = 0, len = 0;
@@ -136,6 +140,8 @@ static int agent_call(const snipe_key *key, const char *endpoint, Snipe__AgentRe
 		free(env);
 		return sni_err(err, errlen, SNIPE_EUNAVAIL, "cannot reach agent %s", endpoint);
 	}
+	int maxsize = -1; /* block replies may be large */
+	nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize));
 	nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof(linger));
 	nn_setsockopt(s, NN_REQ, NN_REQ_RESEND_IVL, &resend, sizeof(resend));
 	nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDTIMEO, &wait_ms, sizeof(wait_ms));
@@ -174,7 +180,7 @@ static int nudge(rcds_client *c, const char *address, const char *urn, uint64_t 
 	rq.min_index = index;
 	req.op_case = SNIPE__AGENT_REQUEST__OP_RECONCILE;
 	req.reconcile = &rq;
-	int rc = agent_call(sni_client_key(c), address, &req, AGENT_WAIT_MS, &r, err, errlen);
+	int rc = sni_agent_call(sni_client_key(c), address, &req, AGENT_WAIT_MS, &r, err, errlen);
 	if (rc == SNIPE_OK) {
 		rc = agent_code(r, err, errlen);
 		snipe__agent_reply__free_unpacked(r, NULL);
@@ -253,6 +259,7 @@ static int spec_bytes(const snipe_spawn_opts *o, uint8_t **out, size_t *len)
 	spec.max_restarts = o->max_restarts;
 	spec.labels = (char **)o->labels;
 	spec.n_labels = o->nlabels;
+	spec.ckpt_dir = (char *)(o->ckpt_dir != NULL ? o->ckpt_dir : "");
 	*len = snipe__proc_spec__get_packed_size(&spec);
 	*out = malloc(*len ? *len : 1);
 	if (*out == NULL)
@@ -404,7 +411,7 @@ int snipe_proc_logs(rcds_client *c, const char *urn, bool stderr_stream, uint64_
 	lr.max = max;
 	req.op_case = SNIPE__AGENT_REQUEST__OP_LOGS;
 	req.logs = &lr;
-	rc = agent_call(sni_client_key(c), address, &req, AGENT_WAIT_MS, &r, err, errlen);
+	rc = sni_agent_call(sni_client_key(c), address, &req, AGENT_WAIT_MS, &r, err, errlen);
 	if (rc != SNIPE_OK)
 		return rc;
 	rc = agent_code(r, err, errlen);

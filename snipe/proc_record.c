@@ -67,6 +67,10 @@ void sni_proc_set(sni_proc *p, const char *attr, const uint8_t *value, size_t le
 	} else if (strcmp(attr, "exit") == 0) {
 		p->exit_code = (int32_t)number(value, len);
 		p->has_exit = len > 0;
+	} else if (strcmp(attr, "ckpt") == 0) {
+		int64_t s = number(value, len);
+		p->ckpt = s > 0 ? (uint64_t)s : 0;
+		p->ckpt_version = version;
 	} else if (strcmp(attr, "started_ms") == 0) {
 		int64_t t = number(value, len);
 		p->started_ms = t > 0 ? (uint64_t)t : 0;

@@ -98,6 +98,35 @@ const char *sni_client_endpoints(const struct rcds_client *c);
 /* The client's key (borrowed from its opener). In catalog.c. */
 const snipe_key *sni_client_key(const struct rcds_client *c);
 
+/* ---- content-defined chunking (chunk.c), for checkpoint blocks. */
+#define SNI_CHUNK_MIN (16u * 1024u)
+#define SNI_CHUNK_AVG (64u * 1024u)
+#define SNI_CHUNK_MAX (256u * 1024u)
+/* The length of the first block of p[0..n): at most SNI_CHUNK_MAX, at least
+ * SNI_CHUNK_MIN unless n is smaller; chosen by the content alone. */
+size_t sni_chunk_cut(const uint8_t *p, size_t n);
+
+/* ---- checkpoint blocks (block.c): named by BLAKE2b-256, stored zstd-compressed. */
+#define SNI_HASH_BYTES 32
+/* Hashes data and compresses it (zstd, fast level): *zstd is malloc'd. */
+int sni_block_make(const uint8_t *data, size_t n, uint8_t hash[SNI_HASH_BYTES],
+                   uint8_t **zstd, size_t *zlen);
+/* Decompresses a block into out (size bytes, the caller's) and checks it hashes to
+ * hash: SNIPE_OK, or SNIPE_ECORRUPT (bad compression, wrong size or wrong hash). */
+int sni_block_open(const uint8_t hash[SNI_HASH_BYTES], uint32_t size, const uint8_t *zstd,
+                   size_t zlen, uint8_t *out);
+
+/* ---- agents (proc.c): one request to the agent at endpoint, sealed with key; *out
+ * (free with snipe__agent_reply__free_unpacked) on SNIPE_OK, whatever its code. */
+struct Snipe__AgentRequest;
+struct Snipe__AgentReply;
+int sni_agent_call(const snipe_key *key, const char *endpoint,
+                   struct Snipe__AgentRequest *req, int wait_ms,
+                   struct Snipe__AgentReply **out, char *err, size_t errlen);
+
+/* The agent endpoint of host (its host record's `address`), from the catalog. */
+int sni_host_address(struct rcds_client *c, const char *host, char *address, size_t len);
+
 /* The protobuf form of a write batch (rcds_batch), its assertions signed with a key.
  * Everything lives in arrays freed by sni_write_msg_free (also after a failed build). */
 struct Snipe__WriteRequest;
@@ -118,7 +147,8 @@ void sni_write_msg_free(struct sni_write_msg *m);
 
 /* ---- process records (proc_record.c): urn:snipe:proc:<name> in the catalog.
  * Attributes: spec (a ProcSpec, agent.proto), command (readable), host, epoch, state,
- * pid, restarts, exit, started_ms, stop ("1": its owner asked it to stop), reason. */
+ * pid, restarts, exit, started_ms, stop ("1": its owner asked it to stop), reason,
+ * ckpt (the seq of its latest checkpoint, urn:snipe:ckpt:<name>/<seq>). */
 #define SNI_PROC_PREFIX "urn:snipe:proc:"
 #define SNI_HOST_PREFIX "urn:snipe:host:"
 
@@ -134,6 +164,7 @@ typedef struct sni_proc {
 	int32_t exit_code;
 	bool has_exit, stop;
 	uint64_t started_ms;
+	uint64_t ckpt, ckpt_version; /* the latest committed checkpoint's seq (0: none) */
 	uint8_t owner[SNIPE_PK_BYTES]; /* the spec's author */
 	bool has_owner;
 	struct Snipe__ProcSpec *spec; /* NULL if absent or malformed */

@@ -41,5 +41,6 @@ int cmd_hosts(struct cli *c, int argc, char **argv);
 int cmd_kill(struct cli *c, int argc, char **argv);
 int cmd_wait(struct cli *c, int argc, char **argv);
 int cmd_logs(struct cli *c, int argc, char **argv);
+int cmd_ckpt(struct cli *c, int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const struct command {
 	{"wait", cmd_wait, "wait until a process has ended"},
 	{"logs", cmd_logs, "print a process's captured output"},
 	{"hosts", cmd_hosts, "list the hosts and whether they are up"},
+	{"ckpt", cmd_ckpt, "commit a directory checkpoint, or list a process's checkpoints"},
 	{"envelope", cmd_envelope, "seal or open a signed envelope (debugging aid)"},
 	{"lookup", cmd_lookup, "show every assertion about a URN"},
 	{"query", cmd_query, "list URNs by prefix and ATTR=VALUE"},

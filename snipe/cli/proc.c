@@ -99,11 +99,15 @@ static void spawn_usage(FILE *to)
 	            "always]\n"
 	            "                   [--max-restarts N] [--env K=V]... [--cwd DIR] "
 	            "[--label k=v]... [--json]\n"
+	            "                   [--ckpt-dir DIR]\n"
 	            "                   -- CMD [ARGS...]\n"
 	            "Starts CMD on a host of the cluster (the least loaded live one with every "
 	            "--label,\nunless --host) and prints its URN once it runs. The catalog "
 	            "restarts it as --restart\nsays (default never), on another host if its "
-	            "host dies.\n");
+	            "host dies.\n"
+	            "--ckpt-dir: the program keeps its state in DIR and runs 'snipe ckpt commit' "
+	            "(or\nexits with 85) to checkpoint it; DIR is restored before every "
+	            "restart.\n");
 }
 
 int cmd_spawn(struct cli *c, int argc, char **argv)
@@ -113,6 +117,7 @@ int cmd_spawn(struct cli *c, int argc, char **argv)
 		{"restart", required_argument, NULL, 'r'},
 		{"max-restarts", required_argument, NULL, 'm'}, {"env", required_argument, NULL, 'e'},
 		{"cwd", required_argument, NULL, 'C'}, {"label", required_argument, NULL, 'l'},
+		{"ckpt-dir", required_argument, NULL, 'k'},
 		{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0},
 	};
 	struct spawn_args sa = {0};
@@ -125,6 +130,7 @@ int cmd_spawn(struct cli *c, int argc, char **argv)
 		case 'N': sa.o.name = optarg; break;
 		case 'H': sa.o.host = optarg; break;
 		case 'C': sa.o.cwd = optarg; break;
+		case 'k': sa.o.ckpt_dir = optarg; break;
 		case 'j': sa.json = true; break;
 		case 'r':
 			if (snipe_restart_parse(optarg, &sa.o.restart) != SNIPE_OK)

@@ -1,43 +1,66 @@
 /*
  * cluster.h — a local catalog for integration tests: N real rcdsd replicas on loopback
  * ports picked at run time, in a scratch directory, trusting an admin key made for the
- * occasion. Tests kill, restart and wipe replicas through it. Not part of libsnipe.
+ * occasion, and the host agents (snipe-agentd) a test starts beside them. Tests kill,
+ * restart and wipe replicas and agents through it. Not part of libsnipe.
  *
  * Every call that cannot do its job aborts the running test (ck_abort) after printing
- * the tail of each replica's log. Replicas are started with fork+execv from the
- * calling thread and die with it (PR_SET_PDEATHSIG): start, restart and wipe clusters
- * from the test's main thread only. Leftover replicas are also killed at exit.
+ * the tail of each replica's and agent's log. Replicas and agents are started with
+ * fork+execv from the calling thread and die with it (PR_SET_PDEATHSIG): start,
+ * restart and wipe clusters from the test's main thread only. Leftover replicas and
+ * agents are also killed at exit.
  *
  * Ports are picked below the kernel's ephemeral range and reserved among concurrent
  * test processes (flock on $TMPDIR/snipe-test-ports-<uid>/<port>) while the cluster
- * lives, so a restarted replica gets its ports back and parallel runs do not meet.
+ * lives, so a restarted replica or agent gets its ports back and parallel runs do not
+ * meet.
  *
- * The directory holds admin.key (+ admin.key.pub), rN/ (replica N's data) and rN.log
- * (its stderr). tc_cluster_stop removes it unless $SNIPE_KEEP_TEST_DIRS is set; a
- * failed test leaves it in place, and its path is printed when the cluster starts.
- * $SNIPE_TEST_LOG_LEVEL (debug|info|warn|error), if set, is every replica's
- * --log-level.
+ * Every replica has a key of its own (--key), and once the first leader is elected
+ * the admin key is registered with role admin (agents check signers in the catalog)
+ * and each replica's key with role replica (the leader signs host transitions and
+ * process moves with it).
+ *
+ * The directory holds admin.key (+ admin.key.pub), cluster.key, rN/ (replica N's
+ * data), rN.key and rN.log (its stderr); for an agent named NAME, host-NAME.key,
+ * host-NAME/ (its --state) and host-NAME.log (its stdout and stderr). tc_cluster_stop
+ * removes it unless $SNIPE_KEEP_TEST_DIRS is set; a failed test leaves it in place,
+ * and its path is printed when the cluster starts. $SNIPE_TEST_LOG_LEVEL
+ * (debug|info|warn|error), if set, is every replica's and agent's --log-level.
  */
 #ifndef SNIPE_TEST_CLUSTER_H
 #define SNIPE_TEST_CLUSTER_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "rcds.h"
 #include "snipe.h"
 
 #define TC_MAX_REPLICAS 9
+#define TC_MAX_AGENTS 8
 
 typedef struct tc_cluster tc_cluster;
 
 /*
  * Starts `replicas` replicas of the rcdsd at path rcdsd (ids 1..replicas; index i is
- * id i+1) and waits, at most 10 s, until all agree on a leader. extra: more rcdsd
- * flags for every replica, a NULL-terminated list such as
- * {"--snapshot-threshold", "64", NULL}, copied; may be NULL.
+ * id i+1), waits, at most 10 s, until all agree on a leader, and registers the admin
+ * and replica keys (see above). extra: more rcdsd flags for every replica, a
+ * NULL-terminated list such as {"--snapshot-threshold", "64", NULL}, copied; may be
+ * NULL.
  */
 tc_cluster *tc_cluster_launch(const char *rcdsd, int replicas, const char *const *extra);
+
+typedef struct tc_cluster_opts {
+	const char *const *extra; /* as tc_cluster_launch's extra */
+	/* The replicas' client endpoints listen on every IPv4 address (tcp://0.0.0.0:PORT)
+	 * instead of loopback only, so that an agent in another network namespace reaches
+	 * them (tc_agent_opts.catalog_address). tc_cluster_endpoints still names 127.0.0.1. */
+	bool listen_any;
+} tc_cluster_opts;
+
+/* tc_cluster_launch with options; o (borrowed for the call) may be NULL. */
+tc_cluster *tc_cluster_launch_opts(const char *rcdsd, int replicas, const tc_cluster_opts *o);
 
 /* The build gives integration tests (not this library) the path of rcdsd. */
 #ifdef RCDSD_PATH
@@ -50,12 +73,18 @@ static inline tc_cluster *tc_cluster_start_with(int replicas, const char *const 
 {
 	return tc_cluster_launch(RCDSD_PATH, replicas, extra);
 }
+
+static inline tc_cluster *tc_cluster_start_opts(int replicas, const tc_cluster_opts *o)
+{
+	return tc_cluster_launch_opts(RCDSD_PATH, replicas, o);
+}
 #endif
 /*
- * SIGTERM to every running replica, up to 5 s for them to exit, then SIGKILL. Frees c
- * and removes its directory (see above). Returns how many replicas did not end
- * cleanly during the cluster's life: exited non-zero or by a signal we did not send
- * (a crash, or a sanitizer report at exit); their log tails are printed.
+ * SIGTERM (and SIGCONT, should one be stopped) to every running agent, then to every
+ * running replica, up to 5 s each time for them to exit, then SIGKILL. Frees c and
+ * removes its directory (see above). Returns how many replicas and agents did not end
+ * cleanly during the cluster's life: exited non-zero or by a signal we did not send (a
+ * crash, or a sanitizer report at exit); their log tails are printed.
  */
 int tc_cluster_stop(tc_cluster *c);
 
@@ -84,10 +113,11 @@ void tc_cluster_wipe(tc_cluster *c, int i);
 /*
  * Starts one more replica, with --join (it does not bootstrap; it waits to be added,
  * e.g. rcds_member_add with its tc_cluster_raft_address), on ports picked as above,
- * trusting the same admin key. extra: more flags for it only, as in tc_cluster_launch
- * (the launch's own extra flags are not repeated). Its endpoint is appended to
- * tc_cluster_endpoints. Waits until it answers status requests; returns its index
- * (its id is index + 1). At most TC_MAX_REPLICAS replicas in all.
+ * trusting the same admin key, with a key of its own registered (role replica) before
+ * it starts: the cluster must be able to write. extra: more flags for it only, as in
+ * tc_cluster_launch (the launch's own extra flags are not repeated). Its endpoint is
+ * appended to tc_cluster_endpoints. Waits until it answers status requests; returns
+ * its index (its id is index + 1). At most TC_MAX_REPLICAS replicas in all.
  */
 int tc_cluster_add_replica(tc_cluster *c, const char *const *extra);
 
@@ -111,16 +141,76 @@ int tc_cluster_wait_all_applied(tc_cluster *c, uint64_t index, int timeout_ms);
  * (borrowed). Aborts the test if it cannot be opened. */
 rcds_client *tc_cluster_client(tc_cluster *c, int i, const snipe_key *key);
 /*
- * Registers key as the admin: urn:snipe:key:<id> gets pubkey and role (and host, if
- * not NULL). Waits until every running replica has applied it, so the key is known
- * to all of them. Returns the index of the write.
+ * Registers key, writing as the admin: urn:snipe:key:<id> gets pubkey and role (and
+ * host, if not NULL). Waits until every running replica has applied it, so the key is
+ * known to all of them. Returns the index of the write.
  */
 uint64_t tc_cluster_register_key(tc_cluster *c, const snipe_key *key, const char *role,
                                  const char *host);
 
-/* Prints the last `lines` lines of every replica's log to stderr. */
+/* Prints the last `lines` lines of every replica's and every agent's log to stderr. */
 void tc_cluster_dump_logs(const tc_cluster *c, int lines);
 /* True if replica i's log contains text. */
 bool tc_cluster_log_contains(const tc_cluster *c, int i, const char *text);
+
+/* ------------------------------------------------------------------- agents */
+
+typedef struct tc_agent_opts {
+	const char *const *extra; /* more snipe-agentd flags, NULL-terminated; copied */
+	/* Run it in this network namespace (made with `ip netns add`: /run/netns/NAME);
+	 * NULL: this process's. Copied. */
+	const char *netns;
+	const char *address;         /* the IPv4 address it listens on; NULL: 127.0.0.1 */
+	/* The address at which it reaches the replicas' client ports (see
+	 * tc_cluster_opts.listen_any); NULL: 127.0.0.1. */
+	const char *catalog_address;
+} tc_agent_opts;
+
+/*
+ * Starts snipe-agentd (path agentd) as host `name` (a URN name without '/', unique in
+ * c): makes host-NAME.key and registers it (role host, host=NAME), picks and reserves a
+ * port as for the replicas, and runs `agentd -d --name NAME --catalog ... --key ...
+ * --listen tcp://ADDRESS:PORT --state DIR/host-NAME` then o->extra (o may be NULL).
+ * Waits at most 10 s until the catalog records urn:snipe:host:NAME state=up,
+ * registered by this run. Returns the agent's index (0, 1, ... in order of start); at
+ * most TC_MAX_AGENTS.
+ *
+ * The processes an agent runs are its children, in sessions of their own; an agent
+ * that dies leaves them to its watchdog (a child of the agent named snipe-watchdog),
+ * which kills them and exits.
+ */
+int tc_agent_launch(tc_cluster *c, const char *agentd, const char *name,
+                    const tc_agent_opts *o);
+
+/* The build gives integration tests the path of snipe-agentd as AGENTD_PATH. */
+#ifdef AGENTD_PATH
+static inline int tc_agent_start(tc_cluster *c, const char *name, const char *const *extra)
+{
+	const tc_agent_opts o = {.extra = extra};
+	return tc_agent_launch(c, AGENTD_PATH, name, &o);
+}
+
+static inline int tc_agent_start_opts(tc_cluster *c, const char *name, const tc_agent_opts *o)
+{
+	return tc_agent_launch(c, AGENTD_PATH, name, o);
+}
+#endif
+
+/* Agent i's endpoint (its --listen, tcp://ADDRESS:PORT); valid until stop. */
+const char *tc_agent_endpoint(const tc_cluster *c, int i);
+/* Agent i's pid, 0 if it is not running (one that ended on its own is reaped and
+ * reported). */
+pid_t tc_agent_pid(tc_cluster *c, int i);
+
+/* SIGKILL agent i and reap it (its watchdog then kills its processes). */
+void tc_agent_kill(tc_cluster *c, int i);
+/* Sends sig to agent i (the agent only, not its watchdog or its processes). For
+ * SIGSTOP, waits until it is stopped; for SIGCONT, until it runs again. */
+void tc_agent_signal(tc_cluster *c, int i, int sig);
+/* Starts agent i again with the same flags, key, port and state directory (it must not
+ * be running) and waits as tc_agent_launch does. */
+void tc_agent_restart(tc_cluster *c, int i);
+/* True if agent i's log contains text. */
+bool tc_agent_log_contains(const tc_cluster *c, int i, const char *text);
 
 #endif

@@ -1,0 +1,473 @@
+/*
+ * ckpt.c — library-mode checkpoints: the program's side. A save cuts each buffer into
+ * content-defined blocks, asks the local agent which of the blocks the previous
+ * checkpoint lacked it does not hold, sends those (hashed and compressed), then asks it
+ * to commit; the agent replicates and records the manifest (agents/ckpt.c). A load asks
+ * the agent for the latest manifest (it gathers the blocks first) and reads the blocks,
+ * checking each against its hash.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.pb-c.h"
+#include "sni.h"
+
+#define CALL_MS 120000          /* a commit may copy a large checkpoint to another host */
+#define BATCH_BYTES (4u << 20)  /* compressed bytes per BlocksPut / BlocksGet */
+#define HAVE_BATCH 4096
+
+struct snipe_ckpt {
+	char urn[SNIPE_URN_MAX];
+	char agent[256];
+	snipe_key *key;
+	uint8_t (*prev)[SNI_HASH_BYTES]; /* the last checkpoint's hashes, sorted */
+	size_t nprev;
+	Snipe__Manifest *loaded;        /* the last manifest loaded, or NULL */
+	snipe_ckpt_stats stats;
+};
+
+int snipe_ckpt_open(snipe_ckpt **out, char *err, size_t errlen)
+{
+	const char *vars[] = {"SNIPE_URN", "SNIPE_AGENT", "SNIPE_PROC_KEY"};
+	for (size_t i = 0; i < 3; i++)
+		if (getenv(vars[i]) == NULL || getenv(vars[i])[0] == '\0')
+			return sni_err(err, errlen, SNIPE_ENOENT,
+			               "%s is not set: this program was not started by a SNIPE agent",
+			               vars[i]);
+	snipe_ckpt *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return SNIPE_ENOMEM;
+	snprintf(c->urn, sizeof(c->urn), "%s", getenv("SNIPE_URN"));
+	snprintf(c->agent, sizeof(c->agent), "%s", getenv("SNIPE_AGENT"));
+	int rc = snipe_key_load(getenv("SNIPE_PROC_KEY"), &c->key, err, errlen);
+	if (rc != SNIPE_OK) {
+		free(c);
+		return rc;
+	}
+	*out = c;
+	return SNIPE_OK;
+}
+
+void snipe_ckpt_close(snipe_ckpt *c)
+{
+	if (c == NULL)
+		return;
+	snipe_key_free(c->key);
+	free(c->prev);
+	if (c->loaded != NULL)
+		snipe__manifest__free_unpacked(c->loaded, NULL);
+	free(c);
+}
+
+void snipe_ckpt_get_stats(const snipe_ckpt *c, snipe_ckpt_stats *out)
+{
+	*out = c->stats;
+}
+
+/* ------------------------------------------------------------------ calls */
+
+static int call(snipe_ckpt *c, Snipe__AgentRequest *req, Snipe__AgentReply **r, char *err,
+                size_t errlen)
+{
+	int rc = sni_agent_call(c->key, c->agent, req, CALL_MS, r, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	if ((*r)->code != SNIPE_OK) {
+		rc = sni_err(err, errlen, (*r)->code, "%s",
+		             (*r)->error[0] ? (*r)->error : snipe_strerror((*r)->code));
+		snipe__agent_reply__free_unpacked(*r, NULL);
+		*r = NULL;
+	}
+	return rc;
+}
+
+static int cmp_hash(const void *a, const void *b)
+{
+	return memcmp(a, b, SNI_HASH_BYTES);
+}
+
+static bool in_prev(const snipe_ckpt *c, const uint8_t *hash)
+{
+	return c->nprev > 0 &&
+	       bsearch(hash, c->prev, c->nprev, SNI_HASH_BYTES, cmp_hash) != NULL;
+}
+
+/* Remembers the hashes of a manifest as the previous checkpoint's. */
+static int remember(snipe_ckpt *c, const Snipe__Manifest *m)
+{
+	size_t n = 0;
+	for (size_t p = 0; p < m->n_parts; p++)
+		n += m->parts[p]->n_blocks;
+	uint8_t (*v)[SNI_HASH_BYTES] = malloc((n ? n : 1) * SNI_HASH_BYTES);
+	if (v == NULL)
+		return SNIPE_ENOMEM;
+	size_t k = 0;
+	for (size_t p = 0; p < m->n_parts; p++)
+		for (size_t b = 0; b < m->parts[p]->n_blocks; b++)
+			if (m->parts[p]->blocks[b]->hash.len == SNI_HASH_BYTES)
+				memcpy(v[k++], m->parts[p]->blocks[b]->hash.data, SNI_HASH_BYTES);
+	qsort(v, k, SNI_HASH_BYTES, cmp_hash);
+	free(c->prev);
+	c->prev = v;
+	c->nprev = k;
+	return SNIPE_OK;
+}
+
+/* ------------------------------------------------------------------- save */
+
+/* A block of a part being saved: where it is in the caller's buffer. */
+struct cut {
+	const uint8_t *data;
+	uint32_t size;
+	uint8_t hash[SNI_HASH_BYTES];
+	bool send;
+};
+
+/* Sends the blocks marked `send` in batches of about BATCH_BYTES compressed. */
+static int send_blocks(snipe_ckpt *c, struct cut *cuts, size_t n, char *err, size_t errlen)
+{
+	size_t i = 0;
+	int rc = SNIPE_OK;
+	while (rc == SNIPE_OK && i < n) {
+		Snipe__Block *blocks = calloc(n - i, sizeof(*blocks));
+		Snipe__Block **ptrs = calloc(n - i, sizeof(*ptrs));
+		size_t k = 0, bytes = 0;
+		if (blocks == NULL || ptrs == NULL)
+			rc = SNIPE_ENOMEM;
+		for (; rc == SNIPE_OK && i < n && bytes < BATCH_BYTES; i++) {
+			if (!cuts[i].send)
+				continue;
+			uint8_t hash[SNI_HASH_BYTES], *z = NULL;
+			size_t zlen = 0;
+			rc = sni_block_make(cuts[i].data, cuts[i].size, hash, &z, &zlen);
+			if (rc != SNIPE_OK)
+				break;
+			snipe__block__init(&blocks[k]);
+			blocks[k].hash = (ProtobufCBinaryData){SNI_HASH_BYTES, cuts[i].hash};
+			blocks[k].size = cuts[i].size;
+			blocks[k].zstd = (ProtobufCBinaryData){zlen, z};
+			ptrs[k] = &blocks[k];
+			bytes += zlen;
+			c->stats.sent_bytes += cuts[i].size;
+			c->stats.sent_blocks++;
+			k++;
+		}
+		if (rc == SNIPE_OK && k > 0) {
+			Snipe__AgentRequest req = SNIPE__AGENT_REQUEST__INIT;
+			Snipe__BlocksPut put = SNIPE__BLOCKS_PUT__INIT;
+			Snipe__AgentReply *r = NULL;
+			put.blocks = ptrs;
+			put.n_blocks = k;
+			req.op_case = SNIPE__AGENT_REQUEST__OP_BLOCKS_PUT;
+			req.blocks_put = &put;
+			rc = call(c, &req, &r, err, errlen);
+			if (r != NULL)
+				snipe__agent_reply__free_unpacked(r, NULL);
+		}
+		for (size_t j = 0; blocks != NULL && j < k; j++)
+			free(blocks[j].zstd.data);
+		free(blocks);
+		free(ptrs);
+	}
+	return rc;
+}
+
+/* Marks as `send` the new blocks the agent lacks (it may hold some already). */
+static int ask_missing(snipe_ckpt *c, struct cut *cuts, size_t n, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < n;) {
+		ProtobufCBinaryData *h = calloc(HAVE_BATCH, sizeof(*h));
+		size_t *idx = calloc(HAVE_BATCH, sizeof(*idx));
+		size_t k = 0;
+		if (h == NULL || idx == NULL) {
+			free(h);
+			free(idx);
+			return SNIPE_ENOMEM;
+		}
+		for (; i < n && k < HAVE_BATCH; i++) {
+			if (!cuts[i].send)
+				continue;
+			h[k] = (ProtobufCBinaryData){SNI_HASH_BYTES, cuts[i].hash};
+			idx[k++] = i;
+			cuts[i].send = false; /* until the agent says it lacks it */
+		}
+		int rc = SNIPE_OK;
+		if (k > 0) {
+			Snipe__AgentRequest req = SNIPE__AGENT_REQUEST__INIT;
+			Snipe__BlocksHave have = SNIPE__BLOCKS_HAVE__INIT;
+			Snipe__AgentReply *r = NULL;
+			have.hashes = h;
+			have.n_hashes = k;
+			req.op_case = SNIPE__AGENT_REQUEST__OP_BLOCKS_HAVE;
+			req.blocks_have = &have;
+			rc = call(c, &req, &r, err, errlen);
+			for (size_t m = 0; rc == SNIPE_OK && m < r->n_missing; m++)
+				for (size_t j = 0; j < k; j++)
+					if (r->missing[m].len == SNI_HASH_BYTES &&
+					    memcmp(r->missing[m].data, cuts[idx[j]].hash, SNI_HASH_BYTES) == 0)
+						cuts[idx[j]].send = true;
+			if (r != NULL)
+				snipe__agent_reply__free_unpacked(r, NULL);
+		}
+		free(h);
+		free(idx);
+		if (rc != SNIPE_OK)
+			return rc;
+	}
+	return SNIPE_OK;
+}
+
+/* Cuts every part into blocks and hashes them; *out (malloc'd) has *n cuts, parts'
+ * blocks in order. */
+static int cut_parts(const snipe_ckpt_part *parts, size_t nparts, struct cut **out,
+                     size_t *n)
+{
+	size_t cap = 0, k = 0;
+	struct cut *v = NULL;
+	for (size_t p = 0; p < nparts; p++) {
+		const uint8_t *buf = parts[p].buf;
+		for (size_t off = 0; off < parts[p].len;) {
+			size_t len = sni_chunk_cut(buf + off, parts[p].len - off);
+			if (k == cap) {
+				cap = cap ? 2 * cap : 256;
+				struct cut *grown = realloc(v, cap * sizeof(*v));
+				if (grown == NULL) {
+					free(v);
+					return SNIPE_ENOMEM;
+				}
+				v = grown;
+			}
+			v[k].data = buf + off;
+			v[k].size = (uint32_t)len;
+			crypto_generichash(v[k].hash, SNI_HASH_BYTES, buf + off, len, NULL, 0);
+			k++;
+			off += len;
+		}
+	}
+	*out = v;
+	*n = k;
+	return SNIPE_OK;
+}
+
+int snipe_ckpt_save_parts(snipe_ckpt *c, const snipe_ckpt_part *parts, size_t n, char *err,
+                          size_t errlen)
+{
+	struct cut *cuts = NULL;
+	size_t ncuts = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (strcmp(parts[i].name, parts[j].name) == 0)
+				return sni_err(err, errlen, SNIPE_EINVAL, "checkpoint part '%s' given twice",
+				               parts[i].name);
+	int rc = cut_parts(parts, n, &cuts, &ncuts);
+	if (rc != SNIPE_OK)
+		return rc;
+	c->stats.sent_bytes = c->stats.sent_blocks = 0;
+	/* new blocks, once each: the previous checkpoint's are on the agents already */
+	for (size_t i = 0; i < ncuts; i++) {
+		cuts[i].send = !in_prev(c, cuts[i].hash);
+		for (size_t j = 0; cuts[i].send && j < i; j++)
+			if (cuts[j].send && memcmp(cuts[j].hash, cuts[i].hash, SNI_HASH_BYTES) == 0)
+				cuts[i].send = false;
+	}
+	rc = ask_missing(c, cuts, ncuts, err, errlen);
+	if (rc == SNIPE_OK)
+		rc = send_blocks(c, cuts, ncuts, err, errlen);
+
+	/* the commit: each part's block list */
+	Snipe__Part *pv = calloc(n ? n : 1, sizeof(*pv));
+	Snipe__Part **pp = calloc(n ? n : 1, sizeof(*pp));
+	Snipe__BlockRef *refs = calloc(ncuts ? ncuts : 1, sizeof(*refs));
+	Snipe__BlockRef **rp = calloc(ncuts ? ncuts : 1, sizeof(*rp));
+	if (rc == SNIPE_OK && (pv == NULL || pp == NULL || refs == NULL || rp == NULL))
+		rc = SNIPE_ENOMEM;
+	size_t k = 0;
+	for (size_t p = 0; rc == SNIPE_OK && p < n; p++) {
+		snipe__part__init(&pv[p]);
+		pv[p].name = (char *)parts[p].name;
+		pv[p].size = parts[p].len;
+		pv[p].blocks = &rp[k];
+		for (size_t off = 0; off < parts[p].len; k++) {
+			snipe__block_ref__init(&refs[k]);
+			refs[k].hash = (ProtobufCBinaryData){SNI_HASH_BYTES, cuts[k].hash};
+			refs[k].size = cuts[k].size;
+			rp[k] = &refs[k];
+			pv[p].n_blocks++;
+			off += cuts[k].size;
+		}
+		pp[p] = &pv[p];
+	}
+	if (rc == SNIPE_OK) {
+		Snipe__AgentRequest req = SNIPE__AGENT_REQUEST__INIT;
+		Snipe__CkptCommit commit = SNIPE__CKPT_COMMIT__INIT;
+		Snipe__AgentReply *r = NULL;
+		commit.parts = pp;
+		commit.n_parts = n;
+		req.op_case = SNIPE__AGENT_REQUEST__OP_CKPT_COMMIT;
+		req.ckpt_commit = &commit;
+		rc = call(c, &req, &r, err, errlen);
+		if (rc == SNIPE_OK && r->manifest == NULL)
+			rc = sni_err(err, errlen, SNIPE_EDECODE, "commit answered without a manifest");
+		if (rc == SNIPE_OK)
+			rc = remember(c, r->manifest);
+		if (rc == SNIPE_OK) {
+			c->stats.seq = r->manifest->seq;
+			c->stats.blocks = ncuts;
+			c->stats.bytes = 0;
+			for (size_t p = 0; p < n; p++)
+				c->stats.bytes += parts[p].len;
+		}
+		if (r != NULL)
+			snipe__agent_reply__free_unpacked(r, NULL);
+	}
+	free(pv);
+	free(pp);
+	free(refs);
+	free(rp);
+	free(cuts);
+	return rc;
+}
+
+int snipe_ckpt_save(snipe_ckpt *c, const void *buf, size_t len, char *err, size_t errlen)
+{
+	snipe_ckpt_part p = {.name = "", .buf = buf, .len = len};
+	return snipe_ckpt_save_parts(c, &p, 1, err, errlen);
+}
+
+/* ------------------------------------------------------------------- load */
+
+static int load_manifest(snipe_ckpt *c, char *err, size_t errlen)
+{
+	Snipe__AgentRequest req = SNIPE__AGENT_REQUEST__INIT;
+	Snipe__CkptLoad load = SNIPE__CKPT_LOAD__INIT;
+	Snipe__AgentReply *r = NULL;
+	req.op_case = SNIPE__AGENT_REQUEST__OP_CKPT_LOAD;
+	req.ckpt_load = &load;
+	int rc = call(c, &req, &r, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	if (r->manifest == NULL) {
+		snipe__agent_reply__free_unpacked(r, NULL);
+		return sni_err(err, errlen, SNIPE_EDECODE, "load answered without a manifest");
+	}
+	/* keep the manifest beyond the reply: re-decode a copy of it */
+	size_t len = snipe__manifest__get_packed_size(r->manifest);
+	uint8_t *bytes = malloc(len ? len : 1);
+	if (bytes != NULL)
+		snipe__manifest__pack(r->manifest, bytes);
+	snipe__agent_reply__free_unpacked(r, NULL);
+	if (bytes == NULL)
+		return SNIPE_ENOMEM;
+	if (c->loaded != NULL)
+		snipe__manifest__free_unpacked(c->loaded, NULL);
+	c->loaded = snipe__manifest__unpack(NULL, len, bytes);
+	free(bytes);
+	if (c->loaded == NULL)
+		return SNIPE_ENOMEM;
+	c->stats.seq = c->loaded->seq;
+	return remember(c, c->loaded);
+}
+
+/* Reads a part's blocks from the agent into a new buffer, checking each. */
+static int read_part(snipe_ckpt *c, const Snipe__Part *part, void **buf, size_t *len,
+                     char *err, size_t errlen)
+{
+	uint8_t *out = malloc(part->size ? part->size : 1);
+	if (out == NULL)
+		return SNIPE_ENOMEM;
+	size_t off = 0, i = 0;
+	int rc = SNIPE_OK;
+	while (rc == SNIPE_OK && i < part->n_blocks) {
+		size_t k = 0, bytes = 0, first = i;
+		ProtobufCBinaryData *h = calloc(part->n_blocks - i, sizeof(*h));
+		if (h == NULL) {
+			rc = SNIPE_ENOMEM;
+			break;
+		}
+		for (; i < part->n_blocks && bytes < BATCH_BYTES; i++, k++) {
+			h[k] = part->blocks[i]->hash;
+			bytes += part->blocks[i]->size; /* uncompressed: a bound on the reply */
+		}
+		Snipe__AgentRequest req = SNIPE__AGENT_REQUEST__INIT;
+		Snipe__BlocksGet get = SNIPE__BLOCKS_GET__INIT;
+		Snipe__AgentReply *r = NULL;
+		get.hashes = h;
+		get.n_hashes = k;
+		req.op_case = SNIPE__AGENT_REQUEST__OP_BLOCKS_GET;
+		req.blocks_get = &get;
+		rc = call(c, &req, &r, err, errlen);
+		if (rc == SNIPE_OK && r->n_blocks != k)
+			rc = sni_err(err, errlen, SNIPE_EDECODE, "the agent sent %zu blocks for %zu",
+			             r->n_blocks, k);
+		for (size_t j = 0; rc == SNIPE_OK && j < k; j++) {
+			const Snipe__BlockRef *ref = part->blocks[first + j];
+			const Snipe__Block *b = r->blocks[j];
+			if (off + ref->size > part->size || ref->hash.len != SNI_HASH_BYTES ||
+			    sni_block_open(ref->hash.data, ref->size, b->zstd.data, b->zstd.len,
+			                   out + off) != SNIPE_OK)
+				rc = sni_err(err, errlen, SNIPE_ECORRUPT, "block %zu of part '%s' is corrupt",
+				             first + j, part->name);
+			off += ref->size;
+		}
+		if (r != NULL)
+			snipe__agent_reply__free_unpacked(r, NULL);
+		free(h);
+	}
+	if (rc == SNIPE_OK && off != part->size)
+		rc = sni_err(err, errlen, SNIPE_ECORRUPT, "part '%s' is %zu bytes, not %llu",
+		             part->name, off, (unsigned long long)part->size);
+	if (rc != SNIPE_OK) {
+		free(out);
+		return rc;
+	}
+	*buf = out;
+	*len = off;
+	return SNIPE_OK;
+}
+
+int snipe_ckpt_load_part(snipe_ckpt *c, const char *name, void **buf, size_t *len, char *err,
+                         size_t errlen)
+{
+	*buf = NULL;
+	*len = 0;
+	if (c->loaded == NULL) {
+		int rc = load_manifest(c, err, errlen);
+		if (rc != SNIPE_OK)
+			return rc;
+	}
+	for (size_t p = 0; p < c->loaded->n_parts; p++)
+		if (strcmp(c->loaded->parts[p]->name, name) == 0)
+			return read_part(c, c->loaded->parts[p], buf, len, err, errlen);
+	return sni_err(err, errlen, SNIPE_ENOTFOUND, "checkpoint %llu has no part '%s'",
+	               (unsigned long long)c->loaded->seq, name);
+}
+
+int snipe_ckpt_load(snipe_ckpt *c, void **buf, size_t *len, char *err, size_t errlen)
+{
+	if (c->loaded != NULL) {
+		snipe__manifest__free_unpacked(c->loaded, NULL);
+		c->loaded = NULL;
+	}
+	return snipe_ckpt_load_part(c, "", buf, len, err, errlen);
+}
+
+/* ------------------------------------------------------------- directory */
+
+int snipe_ckpt_commit_dir(snipe_ckpt *c, uint64_t *seq, char *err, size_t errlen)
+{
+	Snipe__AgentRequest req = SNIPE__AGENT_REQUEST__INIT;
+	Snipe__CkptDir dir = SNIPE__CKPT_DIR__INIT;
+	Snipe__AgentReply *r = NULL;
+	req.op_case = SNIPE__AGENT_REQUEST__OP_CKPT_DIR;
+	req.ckpt_dir = &dir;
+	int rc = call(c, &req, &r, err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	if (r->manifest == NULL)
+		rc = sni_err(err, errlen, SNIPE_EDECODE, "commit answered without a manifest");
+	else
+		*seq = c->stats.seq = r->manifest->seq;
+	snipe__agent_reply__free_unpacked(r, NULL);
+	return rc;
+}
