@@ -371,9 +371,19 @@ static int cluster_up(const struct cli *c, const char *dir, int m, int hosts)
 
 /* ----------------------------------------------------------------- down */
 
+/* Running (a zombie left for init to reap has ended). */
 static bool alive(pid_t pid)
 {
-	return kill(pid, 0) == 0;
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *end = strrchr(buf, ')');
+	return end != NULL && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
 }
 
 static int cluster_down(const char *dir)
