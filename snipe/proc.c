@@ -283,11 +283,14 @@ static int record_batch(const snipe_spawn_opts *o, const char *urn, const char *
 		                       exists ? old->epoch_version : 0);
 	if (rc == SNIPE_OK)
 		rc = rcds_batch_put(b, urn, "spec", spec, len, 0);
+	/* a new name needs only these (an absent attribute reads as zero or empty); a name
+	 * run before also has the last run's attributes reset */
 	const char *const attrs[][2] = {
 		{"command", cmd}, {"host", host}, {"state", "pending"}, {"restarts", "0"},
 		{"pid", "0"}, {"stop", "0"}, {"exit", ""}, {"reason", ""},
 	};
-	for (size_t i = 0; rc == SNIPE_OK && i < sizeof(attrs) / sizeof(attrs[0]); i++)
+	size_t n = exists ? sizeof(attrs) / sizeof(attrs[0]) : 3;
+	for (size_t i = 0; rc == SNIPE_OK && i < n; i++)
 		rc = rcds_batch_put(b, urn, attrs[i][0], attrs[i][1], strlen(attrs[i][1]), 0);
 	free(spec);
 	return rc;
