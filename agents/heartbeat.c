@@ -83,6 +83,9 @@ static void *heartbeat_main(void *arg)
 		snipe_log(SNIPE_LOG_ERROR, "heartbeat", "cannot open the catalog: %s", err);
 		return NULL;
 	}
+	/* a leader busy with a burst of writes may take a while to get to a heartbeat:
+	 * wait for it rather than go round the followers, which only point back to it */
+	rcds_client_set_attempt(c, cfg->lease_ms / 2);
 	uint64_t next = sni_mono_ms();
 	while (!atomic_load(&a->stopping)) {
 		rcds_lease_reply r;

@@ -112,7 +112,7 @@ static struct agent_inst *find_or_add(agent *a, const char *urn)
 	in->a = a;
 	snprintf(in->urn, sizeof(in->urn), "%s", urn);
 	const char *name = strrchr(urn, ':') + 1;
-	snprintf(in->file, sizeof(in->file), "%s", name);
+	snprintf(in->file, sizeof(in->file), "%.*s", (int)sizeof(in->file) - 1, name);
 	for (char *p = in->file; *p != '\0'; p++)
 		*p = *p == '/' ? '+' : *p;
 	snprintf(in->state, sizeof(in->state), "pending");
@@ -126,7 +126,7 @@ void agent_log_path(agent *a, const char *urn, bool err, char *buf, size_t len)
 {
 	const char *name = strrchr(urn, ':');
 	char file[SNIPE_URN_NAME_MAX + 1];
-	snprintf(file, sizeof(file), "%s", name != NULL ? name + 1 : urn);
+	snprintf(file, sizeof(file), "%.*s", (int)sizeof(file) - 1, name != NULL ? name + 1 : urn);
 	for (char *p = file; *p != '\0'; p++)
 		*p = *p == '/' ? '+' : *p;
 	snprintf(buf, len, "%s/logs/%s.%s", a->cfg->state, file, err ? "err" : "out");
@@ -358,7 +358,7 @@ static int start_process(struct agent_inst *in, char *err, size_t errlen)
 	snipe_key *key = NULL;
 	snprintf(keypath, sizeof(keypath), "%s/run/%s.key", a->cfg->state, in->file);
 	if (snipe_key_generate(&key) != SNIPE_OK ||
-	    snipe_key_save(key, keypath, true, err, errlen) != SNIPE_OK) {
+	    sni_key_save_instance(key, keypath, err, errlen) != SNIPE_OK) {
 		snipe_key_free(key);
 		return sni_err(err, errlen, SNIPE_ESPAWN, "cannot make the instance key %s", keypath);
 	}

@@ -34,6 +34,10 @@ int rcds_client_open(const char *endpoints, const snipe_key *key, rcds_client **
 void rcds_client_close(rcds_client *c);
 /* The longest any call may take, in ms (default 5000). */
 void rcds_client_set_timeout(rcds_client *c, uint32_t ms);
+/* How long one attempt waits for a replica's answer before the client tries another
+ * (default 250 ms, doubling with each attempt that times out). A client that only
+ * talks to the leader and prefers a late answer to none (heartbeats) raises it. */
+void rcds_client_set_attempt(rcds_client *c, uint32_t ms);
 /* Reads only from the leader, which has applied every acknowledged write: for short
  * lived clients (the CLI) that have no index of their own to wait for. Default off. */
 void rcds_client_set_leader_reads(rcds_client *c, bool on);

@@ -29,6 +29,8 @@ struct rcds_consensus {
 	rcds_result last; /* the result of the entry being applied; see fsm_apply */
 	void (*closed)(void *arg);
 	void *closed_arg;
+	uint64_t ready_term; /* a barrier of this term completed: the leader had applied
+	                        every entry committed before its term began */
 };
 
 struct proposal {
@@ -420,6 +422,8 @@ int rcds_consensus_remove(rcds_consensus *c, uint64_t id, rcds_change_fn done, v
 
 struct barrier {
 	struct raft_barrier req;
+	rcds_consensus *c;
+	uint64_t term;
 	void (*done)(void *arg, int code);
 	void *arg;
 };
@@ -427,8 +431,16 @@ struct barrier {
 static void barrier_done(struct raft_barrier *req, int status)
 {
 	struct barrier *b = req->data;
+	if (status == 0 && b->term == b->c->raft.current_term)
+		b->c->ready_term = b->term;
 	b->done(b->arg, status == 0 ? SNIPE_OK : SNIPE_ENOTLEADER);
 	free(b);
+}
+
+bool rcds_consensus_read_ready(rcds_consensus *c)
+{
+	return raft_state(&c->raft) == RAFT_LEADER && c->ready_term == c->raft.current_term &&
+	       c->raft.last_applied >= c->raft.commit_index;
 }
 
 int rcds_consensus_barrier(rcds_consensus *c, void (*done)(void *arg, int code), void *arg)
@@ -439,6 +451,8 @@ int rcds_consensus_barrier(rcds_consensus *c, void (*done)(void *arg, int code),
 	if (b == NULL)
 		return SNIPE_ENOMEM;
 	b->req.data = b;
+	b->c = c;
+	b->term = c->raft.current_term;
 	b->done = done;
 	b->arg = arg;
 	int rv = raft_barrier(&c->raft, &b->req, barrier_done);

@@ -56,6 +56,11 @@ bool rcds_consensus_is_leader(rcds_consensus *c);
  * see every acknowledged write. SNIPE_ENOTLEADER (and no callback) on a follower;
  * done gets SNIPE_ENOTLEADER if leadership is lost meanwhile. */
 int rcds_consensus_barrier(rcds_consensus *c, void (*done)(void *arg, int code), void *arg);
+/* Whether this replica leads, a barrier of its current term has completed, and it has
+ * applied everything committed: then it may answer a leader read at once (no barrier).
+ * (A leader deposed without knowing it yet could answer stale for up to an election
+ * timeout; libraft offers no read-index to close that.) */
+bool rcds_consensus_read_ready(rcds_consensus *c);
 
 /* Called once when a membership change ends: code is SNIPE_OK or why it failed
  * (SNIPE_ENOTLEADER if leadership was lost, SNIPE_ETIMEDOUT if a new replica did not

@@ -444,6 +444,10 @@ static bool read_from_leader(rcds_server *s, void *control, Snipe__Request *req)
 {
 	struct call *c = NULL;
 	int rc = SNIPE_ENOTLEADER;
+	if (s->consensus != NULL && rcds_consensus_read_ready(s->consensus)) {
+		serve_read(s, control, req);
+		return false;
+	}
 	if (s->consensus != NULL && rcds_consensus_is_leader(s->consensus)) {
 		c = call_new(s, control, req->id.data);
 		rc = c != NULL ? rcds_consensus_barrier(s->consensus, barrier_read, c) : SNIPE_ENOMEM;

@@ -39,6 +39,7 @@ struct rcds_client {
 	size_t n, current;
 	const snipe_key *key;
 	uint32_t timeout_ms;
+	uint32_t attempt_ms; /* the first attempt's wait for one replica (then doubled) */
 	uint64_t index; /* highest index seen: reads wait for it (read-your-writes) */
 	bool leader_reads;
 	int sock;       /* REQ socket to endpoints[current], or -1 */
@@ -78,6 +79,7 @@ int rcds_client_open(const char *endpoints, const snipe_key *key, rcds_client **
 		return SNIPE_ENOMEM;
 	c->key = key;
 	c->timeout_ms = 5000;
+	c->attempt_ms = ATTEMPT_FIRST_MS;
 	c->sock = -1;
 	c->list = strdup(endpoints);
 	int rc = c->list != NULL ? split_endpoints(c, endpoints) : SNIPE_ENOMEM;
@@ -124,6 +126,11 @@ const char *sni_client_endpoints(const rcds_client *c)
 void rcds_client_set_timeout(rcds_client *c, uint32_t ms)
 {
 	c->timeout_ms = ms;
+}
+
+void rcds_client_set_attempt(rcds_client *c, uint32_t ms)
+{
+	c->attempt_ms = ms > 0 ? ms : ATTEMPT_FIRST_MS;
 }
 
 void rcds_client_set_leader_reads(rcds_client *c, bool on)
@@ -287,8 +294,12 @@ static void next_endpoint(rcds_client *c, uint64_t leader)
 		nn_close(c->sock);
 	c->sock = -1;
 	uint64_t now = sni_mono_ms();
+	/* A replica just named the leader: go there even if it seemed down a moment ago
+	 * (a leader slow under load is still the leader; skipping it for DOWN_MS would
+	 * bounce between followers until the caller's time runs out). */
 	for (size_t i = 0; leader != 0 && i < c->n; i++) {
-		if (c->ids[i] == leader && i != c->current && c->down_until[i] <= now) {
+		if (c->ids[i] == leader && i != c->current) {
+			c->down_until[i] = 0;
 			c->current = i;
 			return;
 		}
@@ -330,7 +341,7 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 			next_endpoint(c, 0);
 			continue;
 		}
-		uint64_t left = deadline - now, slice = (uint64_t)ATTEMPT_FIRST_MS << timeouts;
+		uint64_t left = deadline - now, slice = (uint64_t)c->attempt_ms << timeouts;
 		Snipe__Reply *r = NULL;
 		int rc = exchange(c, req, (int)(left < slice ? left : slice), &r);
 		if (rc == SNIPE_ETIMEDOUT && timeouts < 4)

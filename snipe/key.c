@@ -59,16 +59,16 @@ const uint8_t *snipe_key_public(const snipe_key *k)
 
 /* ------------------------------------------------------------------ files */
 
-/* Writes all of data to a new file `tmp` (mode) and syncs it. */
+/* Writes all of data to a new file `tmp` (mode) and, if durable, syncs it. */
 static int write_new(const char *tmp, const char *data, size_t len, mode_t mode,
-                     char *err, size_t errlen)
+                     bool durable, char *err, size_t errlen)
 {
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
 		return sni_err(err, errlen, errno == ENOENT ? SNIPE_ENOENT : SNIPE_EIO,
 		               "cannot create %s: %s", tmp, strerror(errno));
 	ssize_t n = write(fd, data, len);
-	int rc = (n == (ssize_t)len && fsync(fd) == 0) ? SNIPE_OK : SNIPE_EIO;
+	int rc = (n == (ssize_t)len && (!durable || fsync(fd) == 0)) ? SNIPE_OK : SNIPE_EIO;
 	if (close(fd) != 0)
 		rc = SNIPE_EIO;
 	if (rc != SNIPE_OK) {
@@ -81,13 +81,13 @@ static int write_new(const char *tmp, const char *data, size_t len, mode_t mode,
 /* Puts data at path atomically: via a temporary file, then link (refuses to replace)
  * or rename (replaces). */
 static int install_file(const char *path, const char *data, size_t len, mode_t mode,
-                        bool force, char *err, size_t errlen)
+                        bool force, bool durable, char *err, size_t errlen)
 {
 	char tmp[4096];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof(tmp))
 		return sni_err(err, errlen, SNIPE_EINVAL, "path too long: %s", path);
 	unlink(tmp);
-	int rc = write_new(tmp, data, len, mode, err, errlen);
+	int rc = write_new(tmp, data, len, mode, durable, err, errlen);
 	if (rc != SNIPE_OK)
 		return rc;
 	if (force ? rename(tmp, path) != 0 : link(tmp, path) != 0) {
@@ -103,6 +103,29 @@ static int install_file(const char *path, const char *data, size_t len, mode_t m
 	return SNIPE_OK;
 }
 
+/* The secret key file alone: durable (fsynced) or not. */
+static int save_secret(const snipe_key *k, const char *path, bool force, bool durable,
+                       char *err, size_t errlen)
+{
+	char b64[sodium_base64_ENCODED_LEN(crypto_sign_SECRETKEYBYTES,
+	                                   sodium_base64_VARIANT_ORIGINAL)];
+	sodium_bin2base64(b64, sizeof(b64), k->sk, sizeof(k->sk),
+	                  sodium_base64_VARIANT_ORIGINAL);
+	char text[256];
+	int n = snprintf(text, sizeof(text),
+	                 "# SNIPE private key. Keep it secret: mode 0600.\n" KEY_TAG "%s\n",
+	                 b64);
+	int rc = install_file(path, text, (size_t)n, 0600, force, durable, err, errlen);
+	sodium_memzero(b64, sizeof(b64));
+	sodium_memzero(text, sizeof(text));
+	return rc;
+}
+
+int sni_key_save_instance(const snipe_key *k, const char *path, char *err, size_t errlen)
+{
+	return save_secret(k, path, true, false, err, errlen);
+}
+
 int snipe_key_save(const snipe_key *k, const char *path, bool force, char *err,
                    size_t errlen)
 {
@@ -113,24 +136,14 @@ int snipe_key_save(const snipe_key *k, const char *path, bool force, char *err,
 		return sni_err(err, errlen, SNIPE_EEXIST, "%s exists; use --force to replace it",
 		               pubpath);
 
-	char b64[sodium_base64_ENCODED_LEN(crypto_sign_SECRETKEYBYTES,
-	                                   sodium_base64_VARIANT_ORIGINAL)];
-	sodium_bin2base64(b64, sizeof(b64), k->sk, sizeof(k->sk),
-	                  sodium_base64_VARIANT_ORIGINAL);
-	char text[256];
-	int n = snprintf(text, sizeof(text),
-	                 "# SNIPE private key. Keep it secret: mode 0600.\n" KEY_TAG "%s\n",
-	                 b64);
-	int rc = install_file(path, text, (size_t)n, 0600, force, err, errlen);
-	sodium_memzero(b64, sizeof(b64));
-	sodium_memzero(text, sizeof(text));
+	int rc = save_secret(k, path, force, true, err, errlen);
 	if (rc != SNIPE_OK)
 		return rc;
 
 	char pub[SNIPE_PK_HEX + 1];
 	snipe_pk_hex(k->pk, pub);
 	strcat(pub, "\n");
-	return install_file(pubpath, pub, strlen(pub), 0644, true, err, errlen);
+	return install_file(pubpath, pub, strlen(pub), 0644, true, true, err, errlen);
 }
 
 /* Reads a whole small file that only its owner may access. */

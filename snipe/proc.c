@@ -169,9 +169,10 @@ static int agent_code(const Snipe__AgentReply *r, char *err, size_t errlen)
 	return sni_err(err, errlen, r->code, "%s", r->error[0] ? r->error : snipe_strerror(r->code));
 }
 
-/* Tells the agent at address to look at urn (as of index); its answer, if any. */
+/* Tells the agent at address to look at urn (as of index); its answer, if any, and
+ * (if st is not NULL) the process's status as it answered (free it). */
 static int nudge(rcds_client *c, const char *address, const char *urn, uint64_t index,
-                 char *err, size_t errlen)
+                 Snipe__ProcStatus **st, char *err, size_t errlen)
 {
 	Snipe__AgentRequest req = SNIPE__AGENT_REQUEST__INIT;
 	Snipe__ReconcileRequest rq = SNIPE__RECONCILE_REQUEST__INIT;
@@ -183,6 +184,10 @@ static int nudge(rcds_client *c, const char *address, const char *urn, uint64_t 
 	int rc = sni_agent_call(sni_client_key(c), address, &req, AGENT_WAIT_MS, &r, err, errlen);
 	if (rc == SNIPE_OK) {
 		rc = agent_code(r, err, errlen);
+		if (rc == SNIPE_OK && st != NULL && r->proc != NULL) {
+			*st = r->proc;
+			r->proc = NULL; /* ours now */
+		}
 		snipe__agent_reply__free_unpacked(r, NULL);
 	}
 	return rc;
@@ -296,13 +301,45 @@ static int record_batch(const snipe_spawn_opts *o, const char *urn, const char *
 	return rc;
 }
 
+/* Writes the record: as a new name (compare-and-set on "absent", the common case, no
+ * read first), else, if the name's last run has ended, as its next run. */
+static int write_record(rcds_client *c, const snipe_spawn_opts *o, const char *urn,
+                        const char *host, uint64_t *index, char *err, size_t errlen)
+{
+	sni_proc old;
+	sni_proc_init(&old, urn);
+	int rc = SNIPE_ECONFLICT;
+	for (int attempt = 0; attempt < 2 && rc == SNIPE_ECONFLICT; attempt++) {
+		rcds_batch *b = NULL;
+		bool exists = attempt > 0;
+		if (exists) {
+			sni_proc_clear(&old);
+			rc = read_record(c, urn, &old, err, errlen);
+			if (rc == SNIPE_OK && sni_proc_state_active(old.state))
+				rc = sni_err(err, errlen, SNIPE_EEXIST, "%s is already %s on host %s", urn,
+				             old.state, old.host);
+			if (rc != SNIPE_OK)
+				break;
+		}
+		rc = rcds_batch_new(&b);
+		if (rc == SNIPE_OK)
+			rc = record_batch(o, urn, host, &old, exists, b);
+		if (rc == SNIPE_OK)
+			rc = rcds_write(c, b, index, err, errlen);
+		rcds_batch_free(b);
+	}
+	sni_proc_clear(&old);
+	if (rc == SNIPE_ECONFLICT)
+		rc = sni_err(err, errlen, SNIPE_EEXIST, "%s was spawned by someone else meanwhile",
+		             urn);
+	return rc;
+}
+
 int snipe_spawn(rcds_client *c, const snipe_spawn_opts *o, snipe_proc_info *out, char *err,
                 size_t errlen)
 {
 	char urn[SNIPE_URN_MAX], host[SNIPE_URN_NAME_MAX + 1], address[256];
 	snipe_urn u;
-	sni_proc old;
-	rcds_batch *b = NULL;
 	uint64_t index = 0;
 	int rc = check_opts(o, err, errlen);
 	if (rc != SNIPE_OK)
@@ -321,26 +358,29 @@ int snipe_spawn(rcds_client *c, const snipe_spawn_opts *o, snipe_proc_info *out,
 		if (rc == SNIPE_ENOTFOUND)
 			sni_err(err, errlen, rc, "no live host fits%s", o->nlabels ? " these labels" : "");
 	}
+	if (rc == SNIPE_OK)
+		rc = write_record(c, o, urn, host, &index, err, errlen);
 	if (rc != SNIPE_OK)
 		return rc;
-	rc = read_record(c, urn, &old, NULL, 0);
-	bool exists = rc == SNIPE_OK;
-	if (exists && sni_proc_state_active(old.state))
-		rc = sni_err(err, errlen, SNIPE_EEXIST, "%s is already %s on host %s", urn, old.state,
-		             old.host);
-	else if (rc == SNIPE_OK || rc == SNIPE_ENOTFOUND)
-		rc = rcds_batch_new(&b);
-	if (rc == SNIPE_OK)
-		rc = record_batch(o, urn, host, &old, exists, b);
-	if (rc == SNIPE_OK)
-		rc = rcds_write(c, b, &index, err, errlen);
-	if (rc == SNIPE_ECONFLICT)
-		sni_err(err, errlen, SNIPE_EEXIST, "%s was spawned by someone else meanwhile", urn);
-	rcds_batch_free(b);
-	sni_proc_clear(&old);
-	if (rc != SNIPE_OK)
-		return rc == SNIPE_ECONFLICT ? SNIPE_EEXIST : rc;
-	rc = nudge(c, address, urn, index, err, errlen);
+	Snipe__ProcStatus *st = NULL;
+	rc = nudge(c, address, urn, index, &st, err, errlen);
+	if (rc == SNIPE_OK && st != NULL && strcmp(st->state, "pending") != 0) {
+		/* the agent's answer says how it went: no need to read the record again */
+		memset(out, 0, sizeof(*out));
+		snprintf(out->urn, sizeof(out->urn), "%s", urn);
+		snprintf(out->host, sizeof(out->host), "%s", host);
+		snprintf(out->state, sizeof(out->state), "%s", st->state);
+		command_line(o, out->command, sizeof(out->command));
+		out->epoch = st->epoch;
+		out->pid = st->pid;
+		out->restarts = st->restarts;
+		out->started_ms = snipe_now_ms();
+		rcds_client_see_index(c, st->index);
+		snipe__proc_status__free_unpacked(st, NULL);
+		return SNIPE_OK;
+	}
+	if (st != NULL)
+		snipe__proc_status__free_unpacked(st, NULL);
 	if (rc == SNIPE_ETIMEDOUT || rc == SNIPE_EUNAVAIL || rc == SNIPE_EFENCED)
 		rc = SNIPE_OK; /* the agent takes it from the catalog when it can: wait for it */
 	if (rc != SNIPE_OK)
@@ -370,7 +410,7 @@ int snipe_kill(rcds_client *c, const char *urn, char *err, size_t errlen)
 	rcds_batch_free(b);
 	if (rc == SNIPE_OK && p.host[0] != '\0' &&
 	    host_address(c, p.host, address, sizeof(address), NULL, 0) == SNIPE_OK)
-		nudge(c, address, urn, index, NULL, 0); /* the wait below tells the outcome */
+		nudge(c, address, urn, index, NULL, NULL, 0); /* the wait below tells the outcome */
 	sni_proc_clear(&p);
 	if (rc != SNIPE_OK)
 		return rc;

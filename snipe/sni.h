@@ -124,6 +124,10 @@ int sni_agent_call(const snipe_key *key, const char *endpoint,
                    struct Snipe__AgentRequest *req, int wait_ms,
                    struct Snipe__AgentReply **out, char *err, size_t errlen);
 
+/* A process instance's key file (key.c): the secret alone, replaced if present, not
+ * synced (it is worthless after a crash of its host). */
+int sni_key_save_instance(const snipe_key *k, const char *path, char *err, size_t errlen);
+
 /* The agent endpoint of host (its host record's `address`), from the catalog. */
 int sni_host_address(struct rcds_client *c, const char *host, char *address, size_t len);
 
