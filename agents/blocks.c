@@ -104,20 +104,6 @@ static void drop_if_same(agent_blocks *b, int dfd, const char *name, const struc
 	pthread_mutex_unlock(&b->mu);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Reads up to n bytes; how many, or -1. */
 static ssize_t read_all(int fd, uint8_t *p, size_t n)
 {
@@ -229,7 +215,7 @@ int agent_blocks_put(agent_blocks *b, const uint8_t hash[SNI_HASH_BYTES], uint32
 		e = errno;
 		goto err;
 	}
-	if (write_all(fd, zstd, zlen) != 0) {
+	if (sni_write_all(fd, zstd, zlen) != 0) {
 		e = errno;
 		goto err_tmp;
 	}

@@ -317,20 +317,9 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static int daemonize(const char *data)
 {
-	char path[4096];
+	char path[4096], err[4200];
 	snprintf(path, sizeof(path), "%s/rcdsd.log", data);
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return fail("cannot open %s: %s", path, strerror(errno));
-	if (daemon(1, 1) != 0)
-		return fail("cannot become a daemon: %s", strerror(errno));
-	int null = open("/dev/null", O_RDWR);
-	dup2(null, STDIN_FILENO);
-	dup2(null, STDOUT_FILENO);
-	dup2(fd, STDERR_FILENO);
-	close(null);
-	close(fd);
-	return 0;
+	return sni_daemonize(path, err, sizeof(err)) == SNIPE_OK ? 0 : fail("%s", err);
 }
 
 static int run(struct settings *st, bool foreground)

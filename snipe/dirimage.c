@@ -37,20 +37,6 @@ static int cmp_entry(const void *a, const void *b)
 	return strcmp((*x)->path, (*y)->path);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* =============================================================== capture */
 
 struct capture {
@@ -566,7 +552,7 @@ static int put_leaf(struct restore *r, int pfd, const char *base, const Snipe__D
 		                0600);
 		if (fd < 0)
 			return fail(r, e->path, errno);
-		if (write_all(fd, e->data.data, e->data.len) != 0 ||
+		if (sni_write_all(fd, e->data.data, e->data.len) != 0 ||
 		    fchmod(fd, (mode_t)e->mode) != 0)
 			e_no = errno;
 		if (close(fd) != 0 && e_no == 0)

@@ -18,6 +18,13 @@ int sni_err(char *err, size_t errlen, int code, const char *fmt, ...)
 /* A monotonic clock in ms, for timeouts (never for timestamps others read). */
 uint64_t sni_mono_ms(void);
 
+/* Becomes a daemon (stays in this directory) logging stderr to log_path (appended,
+ * 0600), stdin and stdout on /dev/null. For the daemons' main(). */
+int sni_daemonize(const char *log_path, char *err, size_t errlen);
+
+/* Writes all n bytes (retrying short writes and EINTR): 0, or -1 with errno set. */
+int sni_write_all(int fd, const void *buf, size_t n);
+
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void sni_hex(const uint8_t *bytes, size_t n, char *out);
 
