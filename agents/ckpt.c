@@ -19,7 +19,9 @@
 
 #define BATCH_BYTES (4u << 20)
 #define GET_BATCH 64
-#define PEER_MS 60000
+#define PEER_MS 10000 /* one call to another agent: a few MiB of blocks */
+#define MANIFEST_PIECE 60000 /* a catalog value holds at most 64 KiB: longer manifests
+                                are stored in pieces, manifest, manifest.2, ... */
 #define GC_EVERY_MS 30000
 #define GC_GRACE_MS 120000
 #define MAX_BLOCK (16u << 20)
@@ -119,6 +121,15 @@ static int live_peers(agent *a, rcds_client *cl, struct peer **out, size_t *n, c
 	*out = ring;
 	*n = k;
 	return SNIPE_OK;
+}
+
+/* The address of a live peer by name, or NULL (not live, or this host). */
+static const char *peer_address(const struct peer *peers, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(peers[i].name, name) == 0)
+			return peers[i].address;
+	return NULL;
 }
 
 static int peer_call(agent *a, const char *address, Snipe__AgentRequest *req,
@@ -280,6 +291,51 @@ static int read_proc(rcds_client *cl, const char *urn, sni_proc *p, char *err, s
 }
 
 /* The manifest of checkpoint seq of proc_urn (*out to free). */
+/* The piece number of a manifest attribute: "manifest" 1, "manifest.N" N; else 0. */
+static unsigned piece_number(const char *attr)
+{
+	if (strcmp(attr, "manifest") == 0)
+		return 1;
+	if (strncmp(attr, "manifest.", 9) != 0)
+		return 0;
+	uint64_t n;
+	return snipe_parse_u64(attr + 9, 2, 4096, &n) == SNIPE_OK ? (unsigned)n : 0;
+}
+
+/* The manifest held by items [from, to) of a list (one ckpt URN's assertions),
+ * its pieces put back together in order; NULL if a piece is missing or it does not
+ * decode. */
+static Snipe__Manifest *assemble(const rcds_list *l, size_t from, size_t to)
+{
+	uint64_t pieces = 0;
+	size_t total = 0;
+	for (size_t i = from; i < to; i++) {
+		if (strcmp(l->items[i].attr, "manifest_pieces") == 0 &&
+		    snipe_parse_u64((const char *)l->items[i].value, 1, 4096, &pieces) != SNIPE_OK)
+			return NULL;
+		if (piece_number(l->items[i].attr) > 0)
+			total += l->items[i].value_len;
+	}
+	if (pieces == 0)
+		pieces = 1; /* one piece needs no count */
+	uint8_t *bytes = malloc(total ? total : 1);
+	size_t off = 0;
+	for (uint64_t p = 1; bytes != NULL && p <= pieces; p++) {
+		size_t i = from;
+		while (i < to && piece_number(l->items[i].attr) != p)
+			i++;
+		if (i == to) {
+			free(bytes);
+			return NULL;
+		}
+		memcpy(bytes + off, l->items[i].value, l->items[i].value_len);
+		off += l->items[i].value_len;
+	}
+	Snipe__Manifest *m = bytes != NULL ? snipe__manifest__unpack(NULL, off, bytes) : NULL;
+	free(bytes);
+	return m;
+}
+
 static int read_manifest(rcds_client *cl, const char *proc_urn, uint64_t seq,
                          Snipe__Manifest **out, char *err, size_t errlen)
 {
@@ -289,9 +345,8 @@ static int read_manifest(rcds_client *cl, const char *proc_urn, uint64_t seq,
 	int rc = ckpt_urn(proc_urn, seq, urn, sizeof(urn), err, errlen);
 	if (rc == SNIPE_OK)
 		rc = rcds_get(cl, urn, &l, err, errlen);
-	for (size_t i = 0; rc == SNIPE_OK && i < l.count; i++)
-		if (strcmp(l.items[i].attr, "manifest") == 0)
-			*out = snipe__manifest__unpack(NULL, l.items[i].value_len, l.items[i].value);
+	if (rc == SNIPE_OK)
+		*out = assemble(&l, 0, l.count);
 	rcds_list_free(&l);
 	if (rc == SNIPE_OK && *out == NULL)
 		rc = sni_err(err, errlen, SNIPE_ECORRUPT, "%s has no valid manifest", urn);
@@ -339,8 +394,16 @@ static int record(agent *a, rcds_client *cl, const sni_proc *rec, Snipe__Manifes
 		snprintf(hosts + u, sizeof(hosts) - u, "%s%s", i ? "," : "", m->hosts[i]);
 	}
 	rc = ckpt_urn(m->proc, m->seq, urn, sizeof(urn), err, errlen);
-	if (rc == SNIPE_OK)
-		rc = rcds_batch_put(b, urn, "manifest", bytes, len, 0);
+	size_t pieces = (len + MANIFEST_PIECE - 1) / MANIFEST_PIECE;
+	for (size_t p = 0; rc == SNIPE_OK && p < (pieces ? pieces : 1); p++) {
+		char attr[32];
+		size_t off = p * MANIFEST_PIECE, n = len - off < MANIFEST_PIECE ? len - off
+		                                                                : MANIFEST_PIECE;
+		snprintf(attr, sizeof(attr), p == 0 ? "manifest" : "manifest.%zu", p + 1);
+		rc = rcds_batch_put(b, urn, attr, bytes + off, n, 0);
+	}
+	if (rc == SNIPE_OK && pieces > 1)
+		rc = put_u64(b, urn, "manifest_pieces", pieces);
 	if (rc == SNIPE_OK)
 		rc = put_text(b, urn, "proc", m->proc);
 	if (rc == SNIPE_OK)
@@ -509,20 +572,23 @@ static int load(agent *a, rcds_client *cl, const char *proc_urn, uint64_t seq,
 			memcpy(missing[nmissing++], hs.v[i], SNI_HASH_BYTES);
 		free(z);
 	}
-	/* each host in turn for what is still missing; remember who failed for repair */
+	/* each live host in turn for what is still missing (a host recorded down is not
+	 * asked: its agent would only make us wait); remember who failed, for repair */
+	struct peer *peers = NULL;
+	size_t npeers = 0;
+	if (rc == SNIPE_OK && nmissing > 0)
+		rc = live_peers(a, cl, &peers, &npeers, err, errlen);
 	bool *failed = calloc((*out != NULL ? (*out)->n_hosts : 0) + 1, sizeof(bool));
 	for (size_t h = 0; rc == SNIPE_OK && nmissing > 0 && *out != NULL && h < (*out)->n_hosts;
 	     h++) {
-		char address[256];
+		const char *address = peer_address(peers, npeers, (*out)->hosts[h]);
 		bool *before = calloc(nmissing, sizeof(bool));
-		if (strcmp((*out)->hosts[h], a->cfg->name) == 0 || before == NULL ||
-		    failed == NULL) {
+		if (address == NULL || before == NULL || failed == NULL) {
 			free(before);
 			continue;
 		}
 		memcpy(before, got, nmissing * sizeof(bool));
-		if (sni_host_address(cl, (*out)->hosts[h], address, sizeof(address)) == SNIPE_OK)
-			peer_fetch(a, address, missing, nmissing, got);
+		peer_fetch(a, address, missing, nmissing, got);
 		for (size_t i = 0; i < nmissing; i++)
 			if (!before[i] && !got[i])
 				failed[h] = true; /* it should have held them all */
@@ -539,9 +605,9 @@ static int load(agent *a, rcds_client *cl, const char *proc_urn, uint64_t seq,
 		rc = sni_err(err, errlen, SNIPE_EIO, "cannot make the blocks durable");
 	/* repair: give the good copies to the hosts that lacked them or held bad ones */
 	for (size_t h = 0; rc == SNIPE_OK && failed != NULL && h < (*out)->n_hosts; h++) {
-		char address[256], perr[256];
-		if (!failed[h] || sni_host_address(cl, (*out)->hosts[h], address,
-		                                   sizeof(address)) != SNIPE_OK)
+		char perr[256];
+		const char *address = peer_address(peers, npeers, (*out)->hosts[h]);
+		if (!failed[h] || address == NULL)
 			continue;
 		struct hashset all = {hs.v, hs.n};
 		if (peer_copy(a, address, &all, perr, sizeof(perr)) == SNIPE_OK)
@@ -552,6 +618,7 @@ static int load(agent *a, rcds_client *cl, const char *proc_urn, uint64_t seq,
 			          (*out)->hosts[h], perr);
 	}
 	free(failed);
+	free(peers);
 	free(got);
 	free(missing);
 	free(hs.v);
@@ -914,11 +981,10 @@ static void gc_work(agent_io *io, rcds_client *cl)
 	struct hashset keep = {0};
 	size_t cap = 0, deleted = 0;
 	io->rc = rcds_query(cl, "urn:snipe:ckpt:", NULL, 0, &l, io->err, sizeof(io->err));
-	for (size_t i = 0; io->rc == SNIPE_OK && i < l.count; i++) {
-		if (strcmp(l.items[i].attr, "manifest") != 0)
-			continue;
-		Snipe__Manifest *m = snipe__manifest__unpack(NULL, l.items[i].value_len,
-		                                             l.items[i].value);
+	for (size_t i = 0, j; io->rc == SNIPE_OK && i < l.count; i = j) {
+		for (j = i; j < l.count && strcmp(l.items[j].urn, l.items[i].urn) == 0;)
+			j++;
+		Snipe__Manifest *m = assemble(&l, i, j);
 		struct hashset hs = {0};
 		if (m != NULL && hashes_of(m->parts, m->n_parts, &hs) == SNIPE_OK) {
 			if (keep.n + hs.n > cap) {
@@ -933,8 +999,9 @@ static void gc_work(agent_io *io, rcds_client *cl)
 				memcpy(keep.v[keep.n], hs.v, hs.n * SNI_HASH_BYTES);
 			keep.n += io->rc == SNIPE_OK ? hs.n : 0;
 		} else {
-			/* an unreadable manifest: keep everything rather than guess */
-			io->rc = SNIPE_ECORRUPT;
+			/* unreadable: it names no block anyone could restore; it keeps none */
+			snipe_log(SNIPE_LOG_WARN, "ckpt", "gc: %s has no readable manifest",
+			          l.items[i].urn);
 		}
 		free(hs.v);
 		if (m != NULL)

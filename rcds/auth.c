@@ -88,8 +88,14 @@ int rcds_auth_write(const rcds_principal *p, const rcds_target *t, char *err,
 			return SNIPE_OK;
 		return owner_rule(p, t, kind, err, errlen);
 	case SNIPE_KIND_CKPT:
-		if (p->role == RCDS_ROLE_HOST && same_host(p->host, t->proc_host))
-			return SNIPE_OK;
+		/* a process's checkpoints: only the host it runs on, never a replaced one */
+		if (t->proc_host != NULL) {
+			if (p->role == RCDS_ROLE_HOST && same_host(p->host, t->proc_host))
+				return SNIPE_OK;
+			return sni_err(err, errlen, SNIPE_EDENIED,
+			               "urn:snipe:ckpt:%s may be written only by the host its process "
+			               "runs on (%s)", t->urn->name, t->proc_host);
+		}
 		return owner_rule(p, t, kind, err, errlen);
 	case SNIPE_KIND_DATA:
 		return owner_rule(p, t, kind, err, errlen);

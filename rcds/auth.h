@@ -40,7 +40,8 @@ typedef struct rcds_target {
  *   key and user URNs: admins only.
  *   host URNs: the host whose name it is; replicas (the leader records host state).
  *   proc URNs: the host it is assigned to (proc_host); replicas; else the owner rule.
- *   ckpt URNs: the host its process is assigned to; else the owner rule.
+ *   ckpt URNs <name>/<seq> of an existing process: only the host it is assigned to;
+ *   other ckpt URNs: the owner rule.
  *   data URNs: the owner rule.
  *   owner rule: a user or host may write a URN nobody owns (and becomes its owner),
  *   or one it owns.

@@ -2,7 +2,8 @@
 # bench.sh — builds an optimised tree and runs every benchmark under tests/bench.
 # Each benchmark prints its figures beside a baseline measured in the same run.
 # bench_catalog and bench_spawn (spawn latency, spawns/s, nofile, failover; ~40 s) start
-# local clusters with the snipe, rcdsd and snipe-agentd built here and stop them again.
+# local clusters with the snipe, rcdsd and snipe-agentd built here and stop them again;
+# so does bench_ckpt (checkpoint save/restore throughput and where its time goes; ~25 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -15,6 +15,11 @@ int sni_block_make(const uint8_t *data, size_t n, uint8_t hash[SNI_HASH_BYTES],
                    uint8_t **zstd, size_t *zlen)
 {
 	crypto_generichash(hash, SNI_HASH_BYTES, data, n, NULL, 0);
+	return sni_block_compress(data, n, zstd, zlen);
+}
+
+int sni_block_compress(const uint8_t *data, size_t n, uint8_t **zstd, size_t *zlen)
+{
 	size_t cap = ZSTD_compressBound(n);
 	*zstd = malloc(cap ? cap : 1);
 	if (*zstd == NULL)

@@ -138,9 +138,9 @@ static int send_blocks(snipe_ckpt *c, struct cut *cuts, size_t n, char *err, siz
 		for (; rc == SNIPE_OK && i < n && bytes < BATCH_BYTES; i++) {
 			if (!cuts[i].send)
 				continue;
-			uint8_t hash[SNI_HASH_BYTES], *z = NULL;
+			uint8_t *z = NULL;
 			size_t zlen = 0;
-			rc = sni_block_make(cuts[i].data, cuts[i].size, hash, &z, &zlen);
+			rc = sni_block_compress(cuts[i].data, cuts[i].size, &z, &zlen); /* hashed */
 			if (rc != SNIPE_OK)
 				break;
 			snipe__block__init(&blocks[k]);

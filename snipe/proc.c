@@ -309,7 +309,9 @@ static int write_record(rcds_client *c, const snipe_spawn_opts *o, const char *u
 	sni_proc old;
 	sni_proc_init(&old, urn);
 	int rc = SNIPE_ECONFLICT;
-	for (int attempt = 0; attempt < 2 && rc == SNIPE_ECONFLICT; attempt++) {
+	/* the name exists if "absent" fails: on its version, or on its epoch (ran before) */
+	for (int attempt = 0; attempt < 2 && (rc == SNIPE_ECONFLICT || rc == SNIPE_ESTALE);
+	     attempt++) {
 		rcds_batch *b = NULL;
 		bool exists = attempt > 0;
 		if (exists) {
@@ -329,7 +331,7 @@ static int write_record(rcds_client *c, const snipe_spawn_opts *o, const char *u
 		rcds_batch_free(b);
 	}
 	sni_proc_clear(&old);
-	if (rc == SNIPE_ECONFLICT)
+	if (rc == SNIPE_ECONFLICT || rc == SNIPE_ESTALE)
 		rc = sni_err(err, errlen, SNIPE_EEXIST, "%s was spawned by someone else meanwhile",
 		             urn);
 	return rc;

@@ -118,6 +118,8 @@ size_t sni_chunk_cut(const uint8_t *p, size_t n);
 /* Hashes data and compresses it (zstd, fast level): *zstd is malloc'd. */
 int sni_block_make(const uint8_t *data, size_t n, uint8_t hash[SNI_HASH_BYTES],
                    uint8_t **zstd, size_t *zlen);
+/* Compresses data whose hash is already known; *zstd is malloc'd. */
+int sni_block_compress(const uint8_t *data, size_t n, uint8_t **zstd, size_t *zlen);
 /* Decompresses a block into out (size bytes, the caller's) and checks it hashes to
  * hash: SNIPE_OK, or SNIPE_ECORRUPT (bad compression, wrong size or wrong hash). */
 int sni_block_open(const uint8_t hash[SNI_HASH_BYTES], uint32_t size, const uint8_t *zstd,

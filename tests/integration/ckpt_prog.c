@@ -2,9 +2,10 @@
  * ckpt_prog.c — the program test_ckpt.c spawns on its agents: it checkpoints a state
  * of known content in library mode (snipe_ckpt_*) and writes what it saw to a file the
  * test reads. The state is a pure function of (size, seed, step, change): bytes 0-7 hold
- * the step, 8-15 the size, and every later 8-byte word i is splitmix64 of the seed and
- * i, mixed with the step for the words in the first `change` bytes. So a loaded state
- * names the step it claims to be, and any block from another step shows.
+ * the step, 8-15 the size, and every later 8-byte word i is splitmix64(base + i), where
+ * base is a hash of the seed, or of the seed and the step for the words in the first
+ * `change` bytes. So a loaded state names the step it claims to be, and any block from
+ * another step shows.
  *
  *   ckpt_prog roundtrip OUT SIZE SEED
  *       save SIZE bytes, load them back through a fresh handle, compare; OUT gets a
@@ -53,9 +54,10 @@ static void fill(uint8_t *buf, size_t size, uint64_t seed, uint64_t step, size_t
 {
 	uint64_t hdr[2] = {step, size};
 	memcpy(buf, hdr, HEADER);
-	uint64_t mixed = seed ^ splitmix64(step);
+	/* far apart: no run of one state's words is a run of another's */
+	uint64_t base = splitmix64(seed), mixed = splitmix64(seed ^ splitmix64(step));
 	for (size_t off = HEADER; off < size; off += 8) {
-		uint64_t w = splitmix64((off < change ? mixed : seed) + off / 8);
+		uint64_t w = splitmix64((off < change ? mixed : base) + off / 8);
 		memcpy(buf + off, &w, size - off < 8 ? size - off : 8);
 	}
 }
