@@ -153,9 +153,10 @@ void agent_heartbeat_stop(agent *a);
 
 struct agent_call;
 /* Handles a block or checkpoint request on the thread pool and answers it. proc: the
- * calling process (NULL: another agent or a client). Takes req. */
+ * calling process (NULL: another agent or a client). Takes req and frame (whose
+ * attachment holds a BlocksPut's bytes). */
 void agent_ckpt_request(agent *a, struct agent_call *c, Snipe__AgentRequest *req,
-                        const agent_proc_ref *proc);
+                        Snipe__AgentFrame *frame, const agent_proc_ref *proc);
 /* Commits a snapshot of proc's checkpoint directory (directory mode), on the pool;
  * done(arg, code, seq) on the loop. */
 int agent_ckpt_dir(agent *a, const agent_proc_ref *proc,

@@ -25,6 +25,7 @@
 #define GC_EVERY_MS 30000
 #define GC_GRACE_MS 120000
 #define MAX_BLOCK (16u << 20)
+#define ZSTD_MAX_BLOCK (MAX_BLOCK + MAX_BLOCK / 64 + 1024) /* its compressed bound */
 
 /* ------------------------------------------------------------------ hashes */
 
@@ -132,10 +133,12 @@ static const char *peer_address(const struct peer *peers, size_t n, const char *
 	return NULL;
 }
 
-static int peer_call(agent *a, const char *address, Snipe__AgentRequest *req,
-                     Snipe__AgentReply **r, char *err, size_t errlen)
+static int peer_call_attached(agent *a, const char *address, Snipe__AgentRequest *req,
+                              const uint8_t *att, size_t attlen, Snipe__AgentReply **r,
+                              char *err, size_t errlen)
 {
-	int rc = sni_agent_call(a->key, address, req, PEER_MS, r, err, errlen);
+	int rc = sni_agent_call_attached(a->key, address, req, att, attlen, PEER_MS, r, err,
+	                                 errlen);
 	if (rc == SNIPE_OK && (*r)->code != SNIPE_OK) {
 		rc = sni_err(err, errlen, (*r)->code, "agent %s: %s", address, (*r)->error);
 		snipe__agent_reply__free_unpacked(*r, NULL);
@@ -144,7 +147,14 @@ static int peer_call(agent *a, const char *address, Snipe__AgentRequest *req,
 	return rc;
 }
 
-/* Sends the blocks of hs (all local) to the agent at address in batches. */
+static int peer_call(agent *a, const char *address, Snipe__AgentRequest *req,
+                     Snipe__AgentReply **r, char *err, size_t errlen)
+{
+	return peer_call_attached(a, address, req, NULL, 0, r, err, errlen);
+}
+
+/* Sends the blocks of hs (all local) to the agent at address in batches, their bytes
+ * as the request's attachment. */
 static int peer_put(agent *a, const char *address, uint8_t (*hs)[SNI_HASH_BYTES], size_t n,
                     char *err, size_t errlen)
 {
@@ -153,8 +163,9 @@ static int peer_put(agent *a, const char *address, uint8_t (*hs)[SNI_HASH_BYTES]
 	while (rc == SNIPE_OK && i < n) {
 		Snipe__Block *b = calloc(n - i, sizeof(*b));
 		Snipe__Block **bp = calloc(n - i, sizeof(*bp));
+		uint8_t *att = malloc(BATCH_BYTES + ZSTD_MAX_BLOCK);
 		size_t k = 0, bytes = 0;
-		if (b == NULL || bp == NULL)
+		if (b == NULL || bp == NULL || att == NULL)
 			rc = SNIPE_ENOMEM;
 		for (; rc == SNIPE_OK && i < n && bytes < BATCH_BYTES; i++, k++) {
 			uint8_t *z = NULL;
@@ -166,9 +177,11 @@ static int peer_put(agent *a, const char *address, uint8_t (*hs)[SNI_HASH_BYTES]
 			snipe__block__init(&b[k]);
 			b[k].hash = (ProtobufCBinaryData){SNI_HASH_BYTES, hs[i]};
 			b[k].size = size;
-			b[k].zstd = (ProtobufCBinaryData){zlen, z};
+			b[k].zstd_len = (uint32_t)zlen;
 			bp[k] = &b[k];
+			memcpy(att + bytes, z, zlen);
 			bytes += zlen;
+			free(z);
 		}
 		if (rc == SNIPE_OK && k > 0) {
 			Snipe__AgentRequest req = SNIPE__AGENT_REQUEST__INIT;
@@ -178,12 +191,11 @@ static int peer_put(agent *a, const char *address, uint8_t (*hs)[SNI_HASH_BYTES]
 			put.n_blocks = k;
 			req.op_case = SNIPE__AGENT_REQUEST__OP_BLOCKS_PUT;
 			req.blocks_put = &put;
-			rc = peer_call(a, address, &req, &r, err, errlen);
+			rc = peer_call_attached(a, address, &req, att, bytes, &r, err, errlen);
 			if (r != NULL)
 				snipe__agent_reply__free_unpacked(r, NULL);
 		}
-		for (size_t j = 0; b != NULL && j < k; j++)
-			free(b[j].zstd.data);
+		free(att);
 		free(b);
 		free(bp);
 	}
@@ -720,6 +732,7 @@ struct job {
 	agent_io io;
 	struct agent_call *call;
 	Snipe__AgentRequest *req;
+	Snipe__AgentFrame *frame; /* its attachment: a BlocksPut's bytes */
 	bool from_proc;
 	agent_proc_ref proc;
 	Snipe__AgentReply reply;
@@ -744,6 +757,8 @@ static void job_free(struct job *j)
 		snipe__manifest__free_unpacked(j->manifest, NULL);
 	if (j->req != NULL)
 		snipe__agent_request__free_unpacked(j->req, NULL);
+	if (j->frame != NULL)
+		snipe__agent_frame__free_unpacked(j->frame, NULL);
 	free(j);
 }
 
@@ -765,14 +780,28 @@ static void do_have(struct job *j)
 static void do_put(struct job *j)
 {
 	const Snipe__BlocksPut *p = j->req->blocks_put;
+	const ProtobufCBinaryData *att = j->frame != NULL ? &j->frame->attachment : NULL;
+	size_t off = 0;
 	for (size_t i = 0; j->io.rc == SNIPE_OK && i < p->n_blocks; i++) {
 		const Snipe__Block *b = p->blocks[i];
+		const uint8_t *z = b->zstd.data;
+		size_t zlen = b->zstd.len;
+		if (zlen == 0 && b->zstd_len > 0) { /* its bytes are in the attachment */
+			if (att == NULL || b->zstd_len > att->len - off) {
+				j->io.rc = sni_err(j->io.err, sizeof(j->io.err), SNIPE_EDECODE,
+				                   "block %zu: the attachment is short", i);
+				break;
+			}
+			z = att->data + off;
+			zlen = b->zstd_len;
+			off += zlen;
+		}
 		if (b->hash.len != SNI_HASH_BYTES || b->size > MAX_BLOCK)
 			j->io.rc = sni_err(j->io.err, sizeof(j->io.err), SNIPE_EINVAL,
 			                   "block %zu: malformed", i);
 		else
-			j->io.rc = agent_blocks_put(j->io.a->blocks, b->hash.data, b->size, b->zstd.data,
-			                            b->zstd.len, j->io.err, sizeof(j->io.err));
+			j->io.rc = agent_blocks_put(j->io.a->blocks, b->hash.data, b->size, z, zlen,
+			                            j->io.err, sizeof(j->io.err));
 	}
 	/* another agent counts this copy once answered: make it durable first */
 	if (j->io.rc == SNIPE_OK && !j->from_proc && agent_blocks_sync(j->io.a->blocks) != SNIPE_OK)
@@ -886,16 +915,18 @@ static struct job *job_new(void)
 }
 
 void agent_ckpt_request(agent *a, struct agent_call *c, Snipe__AgentRequest *req,
-                        const agent_proc_ref *proc)
+                        Snipe__AgentFrame *frame, const agent_proc_ref *proc)
 {
 	struct job *j = job_new();
 	if (j == NULL) {
 		snipe__agent_request__free_unpacked(req, NULL);
+		snipe__agent_frame__free_unpacked(frame, NULL);
 		agent_answer_code(c, SNIPE_ENOMEM, NULL);
 		return;
 	}
 	j->call = c;
 	j->req = req;
+	j->frame = frame;
 	j->from_proc = proc != NULL;
 	if (proc != NULL)
 		j->proc = *proc;

@@ -251,10 +251,12 @@ static void key_fetched(agent_io *io, rcds_client *cl)
 	free(x);
 }
 
-static bool fetch_key(agent *a, const uint8_t *buf, size_t len, void *control)
+/* buf, len: the whole frame, kept to be handled again; env, envlen: its envelope. */
+static bool fetch_key(agent *a, const uint8_t *buf, size_t len, const uint8_t *env,
+                      size_t envlen, void *control)
 {
 	struct key_io *x = calloc(1, sizeof(*x));
-	if (x == NULL || snipe_env_peek_signer(buf, len, x->id) != SNIPE_OK ||
+	if (x == NULL || snipe_env_peek_signer(env, envlen, x->id) != SNIPE_OK ||
 	    (x->msg = malloc(len)) == NULL) {
 		free(x);
 		return false;
@@ -280,26 +282,39 @@ static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool
 		nn_freemsg(control);
 		return;
 	}
+	/* the sealed request, and beside it the bulk of a BlocksPut (agent.proto) */
+	Snipe__AgentFrame *frame = snipe__agent_frame__unpack(NULL, len, buf);
+	const uint8_t *env = frame != NULL ? frame->envelope.data : NULL;
+	size_t envlen = frame != NULL ? frame->envelope.len : 0;
 	/* a process of this agent signs with its instance key; others with registered keys */
 	uint8_t id[SNIPE_KEYID_BYTES];
-	bool from_proc = snipe_env_peek_signer(buf, len, id) == SNIPE_OK &&
+	bool from_proc = snipe_env_peek_signer(env, envlen, id) == SNIPE_OK &&
 	                 snipe_keyring_find(a->proc_keys, id) != NULL;
 	snipe_keyring *ring = from_proc ? a->proc_keys : a->keys;
-	int rc = snipe_env_open(from_proc ? a->proc_verifier : a->verifier, buf, len,
+	int rc = snipe_env_open(from_proc ? a->proc_verifier : a->verifier, env, envlen,
 	                        SNIPE_MSG_AGENT_REQUEST, &m, err, sizeof(err));
-	if (rc == SNIPE_EUNKNOWNSIGNER && !fetched && fetch_key(a, buf, len, control))
+	if (frame == NULL)
+		snprintf(err, sizeof(err), "not an agent frame (%zu bytes)", len);
+	if (rc == SNIPE_EUNKNOWNSIGNER && !fetched &&
+	    fetch_key(a, buf, len, env, envlen, control)) {
+		snipe__agent_frame__free_unpacked(frame, NULL);
 		return;
+	}
 	ProtobufCBinaryData none = {0, NULL};
 	struct agent_call *c = call_new(a, control, &none);
 	if (c == NULL) {
 		nn_freemsg(control);
 		snipe_env_msg_clear(&m);
+		if (frame != NULL)
+			snipe__agent_frame__free_unpacked(frame, NULL);
 		return;
 	}
 	if (rc != SNIPE_OK) {
 		snipe_log(SNIPE_LOG_WARN, "server", "request rejected code=%s reason=\"%s\"",
 		          snipe_errname(rc), err);
 		agent_answer_code(c, rc, err);
+		if (frame != NULL)
+			snipe__agent_frame__free_unpacked(frame, NULL);
 		return;
 	}
 	const uint8_t *pk = snipe_keyring_find(ring, m.signer);
@@ -309,12 +324,14 @@ static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool
 	if (from_proc && agent_inst_by_key(a, requester, &proc) != SNIPE_OK) {
 		snipe_env_msg_clear(&m);
 		agent_answer_code(c, SNIPE_EUNKNOWNSIGNER, "the process of this key has ended");
+		snipe__agent_frame__free_unpacked(frame, NULL);
 		return;
 	}
 	Snipe__AgentRequest *req = snipe__agent_request__unpack(NULL, m.body_len, m.body);
 	snipe_env_msg_clear(&m);
 	if (req == NULL) {
 		agent_answer_code(c, SNIPE_EDECODE, "request does not decode");
+		snipe__agent_frame__free_unpacked(frame, NULL);
 		return;
 	}
 	c->idlen = req->id.len <= sizeof(c->id) ? req->id.len : 0;
@@ -341,13 +358,14 @@ static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool
 	case SNIPE__AGENT_REQUEST__OP_BLOCKS_HAVE:
 	case SNIPE__AGENT_REQUEST__OP_BLOCKS_PUT:
 	case SNIPE__AGENT_REQUEST__OP_BLOCKS_GET:
-		agent_ckpt_request(a, c, req, from_proc ? &proc : NULL);
-		return; /* req is the request's now */
+		agent_ckpt_request(a, c, req, frame, from_proc ? &proc : NULL);
+		return; /* req and frame are the request's now */
 	default:
 		agent_answer_code(c, SNIPE_EINVAL, "request has no operation");
 		break;
 	}
 	snipe__agent_request__free_unpacked(req, NULL);
+	snipe__agent_frame__free_unpacked(frame, NULL);
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)

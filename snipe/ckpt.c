@@ -67,10 +67,11 @@ void snipe_ckpt_get_stats(const snipe_ckpt *c, snipe_ckpt_stats *out)
 
 /* ------------------------------------------------------------------ calls */
 
-static int call(snipe_ckpt *c, Snipe__AgentRequest *req, Snipe__AgentReply **r, char *err,
-                size_t errlen)
+static int call_attached(snipe_ckpt *c, Snipe__AgentRequest *req, const uint8_t *att,
+                         size_t attlen, Snipe__AgentReply **r, char *err, size_t errlen)
 {
-	int rc = sni_agent_call(c->key, c->agent, req, CALL_MS, r, err, errlen);
+	int rc = sni_agent_call_attached(c->key, c->agent, req, att, attlen, CALL_MS, r, err,
+	                                 errlen);
 	if (rc != SNIPE_OK)
 		return rc;
 	if ((*r)->code != SNIPE_OK) {
@@ -80,6 +81,12 @@ static int call(snipe_ckpt *c, Snipe__AgentRequest *req, Snipe__AgentReply **r, 
 		*r = NULL;
 	}
 	return rc;
+}
+
+static int call(snipe_ckpt *c, Snipe__AgentRequest *req, Snipe__AgentReply **r, char *err,
+                size_t errlen)
+{
+	return call_attached(c, req, NULL, 0, r, err, errlen);
 }
 
 static int cmp_hash(const void *a, const void *b)
@@ -124,11 +131,15 @@ struct cut {
 	bool send;
 };
 
-/* Sends the blocks marked `send` in batches of about BATCH_BYTES compressed. */
+/* Sends the blocks marked `send` in batches of about BATCH_BYTES compressed, their
+ * bytes beside the sealed request (checked by hash, not signed). */
 static int send_blocks(snipe_ckpt *c, struct cut *cuts, size_t n, char *err, size_t errlen)
 {
 	size_t i = 0;
 	int rc = SNIPE_OK;
+	uint8_t *att = malloc(BATCH_BYTES + SNI_CHUNK_MAX + SNI_CHUNK_MAX / 64 + 1024);
+	if (att == NULL)
+		return SNIPE_ENOMEM;
 	while (rc == SNIPE_OK && i < n) {
 		Snipe__Block *blocks = calloc(n - i, sizeof(*blocks));
 		Snipe__Block **ptrs = calloc(n - i, sizeof(*ptrs));
@@ -146,8 +157,10 @@ static int send_blocks(snipe_ckpt *c, struct cut *cuts, size_t n, char *err, siz
 			snipe__block__init(&blocks[k]);
 			blocks[k].hash = (ProtobufCBinaryData){SNI_HASH_BYTES, cuts[i].hash};
 			blocks[k].size = cuts[i].size;
-			blocks[k].zstd = (ProtobufCBinaryData){zlen, z};
+			blocks[k].zstd_len = (uint32_t)zlen;
 			ptrs[k] = &blocks[k];
+			memcpy(att + bytes, z, zlen);
+			free(z);
 			bytes += zlen;
 			c->stats.sent_bytes += cuts[i].size;
 			c->stats.sent_blocks++;
@@ -161,15 +174,14 @@ static int send_blocks(snipe_ckpt *c, struct cut *cuts, size_t n, char *err, siz
 			put.n_blocks = k;
 			req.op_case = SNIPE__AGENT_REQUEST__OP_BLOCKS_PUT;
 			req.blocks_put = &put;
-			rc = call(c, &req, &r, err, errlen);
+			rc = call_attached(c, &req, att, bytes, &r, err, errlen);
 			if (r != NULL)
 				snipe__agent_reply__free_unpacked(r, NULL);
 		}
-		for (size_t j = 0; blocks != NULL && j < k; j++)
-			free(blocks[j].zstd.data);
 		free(blocks);
 		free(ptrs);
 	}
+	free(att);
 	return rc;
 }
 

@@ -119,8 +119,16 @@ int sni_host_address(rcds_client *c, const char *host, char *address, size_t len
 int sni_agent_call(const snipe_key *key, const char *endpoint, Snipe__AgentRequest *req,
                    int wait_ms, Snipe__AgentReply **out, char *err, size_t errlen)
 {
-	uint8_t id[16], *body = NULL, *env = NULL;
-	size_t envlen = 0, len = 0;
+	return sni_agent_call_attached(key, endpoint, req, NULL, 0, wait_ms, out, err, errlen);
+}
+
+int sni_agent_call_attached(const snipe_key *key, const char *endpoint,
+                            Snipe__AgentRequest *req, const uint8_t *attachment,
+                            size_t attachment_len, int wait_ms, Snipe__AgentReply **out,
+                            char *err, size_t errlen)
+{
+	uint8_t id[16], *body = NULL, *env = NULL, *frame = NULL;
+	size_t envlen = 0, len = 0, framelen = 0;
 	randombytes_buf(id, sizeof(id));
 	req->id = (ProtobufCBinaryData){sizeof(id), id};
 	len = snipe__agent_request__get_packed_size(req);
@@ -132,6 +140,19 @@ int sni_agent_call(const snipe_key *key, const char *endpoint, Snipe__AgentReque
 	free(body);
 	if (rc != SNIPE_OK)
 		return sni_err(err, errlen, rc, "cannot seal the request: %s", snipe_strerror(rc));
+	Snipe__AgentFrame f = SNIPE__AGENT_FRAME__INIT;
+	f.envelope = (ProtobufCBinaryData){envlen, env};
+	f.attachment = (ProtobufCBinaryData){attachment_len, (uint8_t *)attachment};
+	framelen = snipe__agent_frame__get_packed_size(&f);
+	frame = malloc(framelen ? framelen : 1);
+	if (frame == NULL) {
+		free(env);
+		return SNIPE_ENOMEM;
+	}
+	snipe__agent_frame__pack(&f, frame);
+	free(env);
+	env = frame;
+	envlen = framelen;
 	int s = nn_socket(AF_SP, NN_REQ);
 	int linger = 0, resend = 600000;
 	if (s < 0 || nn_connect(s, endpoint) < 0) {

@@ -132,6 +132,12 @@ struct Snipe__AgentReply;
 int sni_agent_call(const snipe_key *key, const char *endpoint,
                    struct Snipe__AgentRequest *req, int wait_ms,
                    struct Snipe__AgentReply **out, char *err, size_t errlen);
+/* As sni_agent_call, with bytes sent beside the sealed request (AgentFrame.attachment:
+ * a BlocksPut's blocks, each checked against its hash by the receiver). */
+int sni_agent_call_attached(const snipe_key *key, const char *endpoint,
+                            struct Snipe__AgentRequest *req, const uint8_t *attachment,
+                            size_t attachment_len, int wait_ms,
+                            struct Snipe__AgentReply **out, char *err, size_t errlen);
 
 /* A process instance's key file (key.c): the secret alone, replaced if present, not
  * synced (it is worthless after a crash of its host). */
