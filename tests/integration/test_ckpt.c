@@ -699,7 +699,7 @@ static char *first_block(tc_cluster *c, const char *host)
 		DIR *s = opendir(sub);
 		for (struct dirent *e; s != NULL && (e = readdir(s)) != NULL;)
 			if (strlen(e->d_name) == 64 && (best[0] == '\0' || strcmp(e->d_name, best + 3) < 0))
-				snprintf(best, sizeof(best), "%.2s/%s", e->d_name, e->d_name);
+				snprintf(best, sizeof(best), "%.2s/%.64s", e->d_name, e->d_name);
 		if (s != NULL)
 			closedir(s);
 		free(sub);
