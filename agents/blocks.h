@@ -40,6 +40,11 @@ int agent_blocks_put(agent_blocks *b, const uint8_t hash[SNI_HASH_BYTES], uint32
 int agent_blocks_get(agent_blocks *b, const uint8_t hash[SNI_HASH_BYTES], uint8_t **zstd,
                      size_t *zlen, uint32_t *size, char *err, size_t errlen);
 
+/* As get, without decompressing and hashing the copy: for sending it to a receiver
+ * that checks it (only a wrong size in the zstd frame is caught here). */
+int agent_blocks_read(agent_blocks *b, const uint8_t hash[SNI_HASH_BYTES], uint8_t **zstd,
+                      size_t *zlen, uint32_t *size, char *err, size_t errlen);
+
 /* Makes every block stored so far durable (one syncfs on the store's file system). */
 int agent_blocks_sync(agent_blocks *b);
 
