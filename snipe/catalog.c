@@ -294,12 +294,11 @@ static void next_endpoint(rcds_client *c, uint64_t leader)
 		nn_close(c->sock);
 	c->sock = -1;
 	uint64_t now = sni_mono_ms();
-	/* A replica just named the leader: go there even if it seemed down a moment ago
-	 * (a leader slow under load is still the leader; skipping it for DOWN_MS would
-	 * bounce between followers until the caller's time runs out). */
+	/* A replica named the leader: go there, unless it just failed to answer (then the
+	 * naming replica may not know yet that it died; a client that would rather wait
+	 * for a slow leader raises its attempt time, see rcds_client_set_attempt). */
 	for (size_t i = 0; leader != 0 && i < c->n; i++) {
-		if (c->ids[i] == leader && i != c->current) {
-			c->down_until[i] = 0;
+		if (c->ids[i] == leader && i != c->current && c->down_until[i] <= now) {
 			c->current = i;
 			return;
 		}

@@ -120,7 +120,7 @@ static int run(const char *cmd)
 static int cluster_up(void)
 {
 	char cmd[8192];
-	snprintf(cmd, sizeof(cmd), "%s cluster up --replicas 3 --dir %s > %s/up.out", snipe_bin,
+	snprintf(cmd, sizeof(cmd), "%s cluster up --replicas 3 --hosts 0 --dir %s > %s/up.out", snipe_bin,
 	         dir, dir);
 	if (run(cmd) != 0)
 		return -1;
