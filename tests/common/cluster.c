@@ -91,20 +91,6 @@ struct tc_cluster {
 
 static tc_cluster *live_clusters;
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 static char *xstrdup(const char *s)
 {
 	char *p = strdup(s);
@@ -364,16 +350,16 @@ static void stop_daemons(tc_cluster *c, struct daemon *const *ds, int n)
 			kill(ds[k]->pid, SIGTERM);
 			kill(ds[k]->pid, SIGCONT); /* a stopped one must run to end */
 		}
-	uint64_t deadline = now_ms() + STOP_TIMEOUT_MS;
+	uint64_t deadline = tu_mono_ms() + STOP_TIMEOUT_MS;
 	for (;;) {
 		int left = 0;
 		for (int k = 0; k < n; k++) {
 			reap_if_ended(c, ds[k]);
 			left += ds[k]->pid > 0;
 		}
-		if (left == 0 || now_ms() >= deadline)
+		if (left == 0 || tu_mono_ms() >= deadline)
 			break;
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	}
 	for (int k = 0; k < n; k++)
 		if (ds[k]->pid > 0) {
@@ -711,15 +697,15 @@ int tc_cluster_add_replica(tc_cluster *c, const char *const *extra)
 	fprintf(stderr, "cluster: replica %d joins, raft %s, endpoint %s\n", i + 1, r->raft,
 	        r->endpoint);
 	spawn_daemon(&r->d, NULL);
-	uint64_t deadline = now_ms() + START_TIMEOUT_MS;
+	uint64_t deadline = tu_mono_ms() + START_TIMEOUT_MS;
 	for (;;) {
 		rcds_status st;
 		check_running(c);
 		if (tc_cluster_status(c, i, &st) == SNIPE_OK)
 			return i;
-		if (r->d.pid == 0 || now_ms() >= deadline)
+		if (r->d.pid == 0 || tu_mono_ms() >= deadline)
 			break;
-		sleep_ms(POLL_MS);
+		tu_sleep_ms(POLL_MS);
 	}
 	tc_cluster_dump_logs(c, LOG_TAIL_LINES);
 	ck_abort_msg("cluster: replica %d did not answer within %d ms", i + 1, START_TIMEOUT_MS);
@@ -837,13 +823,13 @@ static int agreed_leader(tc_cluster *c)
 
 int tc_cluster_wait_leader(tc_cluster *c, int timeout_ms)
 {
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		check_running(c);
 		int leader = agreed_leader(c);
-		if (leader >= 0 || now_ms() >= deadline)
+		if (leader >= 0 || tu_mono_ms() >= deadline)
 			return leader;
-		sleep_ms(POLL_MS);
+		tu_sleep_ms(POLL_MS);
 	}
 }
 
@@ -865,29 +851,29 @@ void tc_cluster_dump_status(tc_cluster *c)
 
 int tc_cluster_wait_applied(tc_cluster *c, int i, uint64_t index, int timeout_ms)
 {
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		rcds_status st;
 		if (tc_cluster_status(c, i, &st) == SNIPE_OK && st.applied_index >= index)
 			return SNIPE_OK;
-		if (now_ms() >= deadline) {
+		if (tu_mono_ms() >= deadline) {
 			fprintf(stderr, "cluster: replica %d has not applied index %" PRIu64
 			        " within %d ms\n", i + 1, index, timeout_ms);
 			tc_cluster_dump_status(c);
 			return SNIPE_ETIMEDOUT;
 		}
 		check_running(c);
-		sleep_ms(POLL_MS);
+		tu_sleep_ms(POLL_MS);
 	}
 }
 
 int tc_cluster_wait_all_applied(tc_cluster *c, uint64_t index, int timeout_ms)
 {
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
 	for (int i = 0; i < c->n; i++) {
 		if (c->r[i].d.pid == 0)
 			continue;
-		uint64_t now = now_ms();
+		uint64_t now = tu_mono_ms();
 		int left = deadline > now ? (int)(deadline - now) : 0;
 		if (tc_cluster_wait_applied(c, i, index, left) != SNIPE_OK)
 			return SNIPE_ETIMEDOUT;
@@ -964,7 +950,7 @@ static void wait_host_up(tc_cluster *c, int i, uint64_t since_ms)
 	rcds_client *cl = tc_cluster_client(c, -1, c->admin);
 	rcds_client_set_timeout(cl, 1000);
 	rcds_client_set_leader_reads(cl, true);
-	uint64_t deadline = now_ms() + START_TIMEOUT_MS;
+	uint64_t deadline = tu_mono_ms() + START_TIMEOUT_MS;
 	char state[16] = "", last[256] = "no answer yet";
 	for (;;) {
 		rcds_list l = {0};
@@ -987,9 +973,9 @@ static void wait_host_up(tc_cluster *c, int i, uint64_t since_ms)
 			return;
 		}
 		check_running(c);
-		if (h->d.pid == 0 || now_ms() >= deadline)
+		if (h->d.pid == 0 || tu_mono_ms() >= deadline)
 			break;
-		sleep_ms(POLL_MS);
+		tu_sleep_ms(POLL_MS);
 	}
 	rcds_client_close(cl);
 	tc_cluster_dump_logs(c, LOG_TAIL_LINES);
@@ -1111,15 +1097,15 @@ void tc_agent_signal(tc_cluster *c, int i, int sig)
 	ck_assert_msg(kill(h->d.pid, sig) == 0, "kill %s: %s", h->d.what, strerror(errno));
 	if (sig != SIGSTOP && sig != SIGCONT)
 		return;
-	uint64_t deadline = now_ms() + SIGNAL_TIMEOUT_MS;
+	uint64_t deadline = tu_mono_ms() + SIGNAL_TIMEOUT_MS;
 	for (;;) {
 		char st = proc_state(h->d.pid);
 		bool stopped = st == 'T' || st == 't';
 		if (stopped == (sig == SIGSTOP))
 			return;
-		ck_assert_msg(now_ms() < deadline, "cluster: %s is still in state %c %d ms after "
+		ck_assert_msg(tu_mono_ms() < deadline, "cluster: %s is still in state %c %d ms after "
 		              "signal %d", h->d.what, st ? st : '?', SIGNAL_TIMEOUT_MS, sig);
-		sleep_ms(1);
+		tu_sleep_ms(1);
 	}
 }
 
@@ -1135,4 +1121,45 @@ bool tc_agent_log_contains(const tc_cluster *c, int i, const char *text)
 {
 	ck_assert(i >= 0 && i < c->nagents);
 	return file_contains(c->a[i].d.log, text);
+}
+
+/* ------------------------------------------------------- process records */
+
+#define TC_LOG_LINES 40
+#define TC_POLL_MS 20
+
+void tc_proc_get(rcds_client *cl, const char *urn, snipe_proc_info *out)
+{
+	char err[256] = "";
+	int rc = snipe_proc_get(cl, urn, out, err, sizeof(err));
+	ck_assert_msg(rc == SNIPE_OK, "get %s: %s (%s)", urn, snipe_errname(rc), err);
+}
+
+void tc_wait_ended(tc_cluster *c, rcds_client *cl, const char *urn, int timeout_ms,
+                   snipe_proc_info *out)
+{
+	char err[256] = "";
+	int rc = snipe_wait(cl, urn, timeout_ms, out, err, sizeof(err));
+	if (rc != SNIPE_OK)
+		tc_cluster_dump_logs(c, TC_LOG_LINES);
+	ck_assert_msg(rc == SNIPE_OK, "wait %s: %s (%s)", urn, snipe_errname(rc), err);
+}
+
+void tc_wait_running_on(tc_cluster *c, rcds_client *cl, const char *urn, const char *host,
+                        uint64_t epoch, int timeout_ms, snipe_proc_info *out)
+{
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		tc_proc_get(cl, urn, out);
+		if (strcmp(out->state, "running") == 0 && strcmp(out->host, host) == 0 &&
+		    out->epoch == epoch)
+			return;
+		if (tu_mono_ms() >= deadline)
+			break;
+		tu_sleep_ms(TC_POLL_MS);
+	}
+	tc_cluster_dump_logs(c, TC_LOG_LINES);
+	ck_abort_msg("%s is %s on '%s' at epoch %" PRIu64 " after %d ms, not running on %s at "
+	             "epoch %" PRIu64, urn, out->state, out->host, out->epoch, timeout_ms, host,
+	             epoch);
 }

@@ -1,4 +1,7 @@
 /* testutil.c — helpers shared by the Check suites (see testutil.h). */
+#include <errno.h>
+#include <signal.h>
+#include <time.h>
 #include "testutil.h"
 
 #include <ctype.h>
@@ -165,4 +168,33 @@ size_t tu_mutate(struct tu_rng *r, uint8_t *buf, size_t len, size_t cap)
 		}
 	}
 	return len;
+}
+
+uint64_t tu_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void tu_sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+bool tu_pid_alive(int pid)
+{
+	char path[64], buf[512];
+	if (pid <= 0 || kill(pid, 0) != 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f != NULL)
+		fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }

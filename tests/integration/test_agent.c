@@ -43,20 +43,6 @@ static const char *const fast_backoff[] = {"--backoff-ms", "50", NULL};
 
 /* ------------------------------------------------------------------ helpers */
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* A cluster of 3 replicas and an agent for each name (NULL-terminated), each with
  * flags extra; a client of the catalog holding the admin key into *cl. */
 static tc_cluster *start_with_agents(const char *const *names, const char *const *extra,
@@ -81,73 +67,20 @@ static void spawn_ok(tc_cluster *c, rcds_client *cl, const snipe_spawn_opts *o,
 	              snipe_errname(rc), err);
 }
 
-static void get_ok(rcds_client *cl, const char *urn, snipe_proc_info *out)
-{
-	char err[256] = "";
-	int rc = snipe_proc_get(cl, urn, out, err, sizeof(err));
-	ck_assert_msg(rc == SNIPE_OK, "get %s: %s (%s)", urn, snipe_errname(rc), err);
-}
-
-/* Waits until urn has ended; its last record into out. */
-static void wait_ended(tc_cluster *c, rcds_client *cl, const char *urn, snipe_proc_info *out)
-{
-	char err[256] = "";
-	int rc = snipe_wait(cl, urn, WAIT_MS, out, err, sizeof(err));
-	if (rc != SNIPE_OK)
-		tc_cluster_dump_logs(c, LOG_LINES);
-	ck_assert_msg(rc == SNIPE_OK, "wait %s: %s (%s)", urn, snipe_errname(rc), err);
-}
-
-/* Waits at most timeout_ms until urn runs on host with epoch; its record into out. */
-static void wait_running_on(tc_cluster *c, rcds_client *cl, const char *urn, const char *host,
-                            uint64_t epoch, int timeout_ms, snipe_proc_info *out)
-{
-	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		get_ok(cl, urn, out);
-		if (strcmp(out->state, "running") == 0 && strcmp(out->host, host) == 0 &&
-		    out->epoch == epoch)
-			return;
-		if (mono_ms() >= deadline)
-			break;
-		sleep_ms(POLL_MS);
-	}
-	tc_cluster_dump_logs(c, LOG_LINES);
-	ck_abort_msg("%s is %s on '%s' at epoch %" PRIu64 " after %d ms, not running on %s at "
-	             "epoch %" PRIu64, urn, out->state, out->host, out->epoch, timeout_ms, host,
-	             epoch);
-}
-
 /* A number of seconds for `sleep` that no other process on the machine has. */
 static void unique_seconds(char buf[16])
 {
 	snprintf(buf, 16, "%u", 100000 + randombytes_uniform(800000));
 }
 
-/* Whether pid is a live process (a zombie is not). */
-static bool alive(pid_t pid)
-{
-	char path[64], buf[512];
-	if (pid <= 0 || kill(pid, 0) != 0)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f != NULL)
-		fclose(f);
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
-
 /* Waits at most timeout_ms for pid to be gone; whether it is. */
 static bool gone_within(pid_t pid, int timeout_ms)
 {
-	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
-	while (alive(pid)) {
-		if (mono_ms() >= deadline)
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
+	while (tu_pid_alive(pid)) {
+		if (tu_mono_ms() >= deadline)
 			return false;
-		sleep_ms(5);
+		tu_sleep_ms(5);
 	}
 	return true;
 }
@@ -228,7 +161,7 @@ static int count_procs(const char *needle, pid_t *pid)
 		size_t n = p > 0 ? proc_file(p, "cmdline", buf, sizeof(buf)) : 0;
 		for (size_t k = 0; k + 1 < n; k++)
 			buf[k] = buf[k] == '\0' ? ' ' : buf[k];
-		if (n > 0 && strstr(buf, needle) != NULL && stat_field(p, 6) == p && alive(p)) {
+		if (n > 0 && strstr(buf, needle) != NULL && stat_field(p, 6) == p && tu_pid_alive(p)) {
 			if (count++ == 0 && pid != NULL)
 				*pid = p;
 		}
@@ -389,10 +322,10 @@ static void job_start(tc_cluster *c, rcds_client *cl, struct job *j, snipe_proc_
 	ck_assert_str_eq(info->state, "running");
 	ck_assert_str_eq(info->host, j->o.host);
 	ck_assert_uint_eq(info->epoch, 1);
-	uint64_t deadline = mono_ms() + WAIT_MS;
+	uint64_t deadline = tu_mono_ms() + WAIT_MS;
 	while (count_lines(j->ticks) < 4) {
-		ck_assert_msg(mono_ms() < deadline, "the job wrote no ticks to %s", j->ticks);
-		sleep_ms(POLL_MS);
+		ck_assert_msg(tu_mono_ms() < deadline, "the job wrote no ticks to %s", j->ticks);
+		tu_sleep_ms(POLL_MS);
 	}
 }
 
@@ -436,7 +369,7 @@ START_TEST(test_spawned_process_runs_on_its_host_with_the_recorded_pid)
 	ck_assert(environ_get(pid, "SNIPE_AGENT", value, sizeof(value)));
 	ck_assert_str_eq(value, tc_agent_endpoint(c, 1));
 
-	get_ok(cl, info.urn, &got);
+	tc_proc_get(cl, info.urn, &got);
 	ck_assert_str_eq(got.state, "running");
 	ck_assert_str_eq(got.host, "b");
 	ck_assert_uint_eq(got.epoch, 1);
@@ -476,12 +409,12 @@ START_TEST(test_kill_ends_the_process_and_records_it_killed)
 	snipe_proc_info info, got;
 	spawn_ok(c, cl, &o, &info);
 	pid_t pid = (pid_t)info.pid;
-	ck_assert(alive(pid));
+	ck_assert(tu_pid_alive(pid));
 
 	char err[256] = "";
 	int rc = snipe_kill(cl, info.urn, err, sizeof(err));
 	ck_assert_msg(rc == SNIPE_OK, "kill: %s (%s)", snipe_errname(rc), err);
-	get_ok(cl, info.urn, &got);
+	tc_proc_get(cl, info.urn, &got);
 	ck_assert_str_eq(got.state, "killed");
 	ck_assert_str_eq(got.reason, "stopped by its owner");
 	ck_assert_str_eq(got.host, "a");
@@ -489,7 +422,7 @@ START_TEST(test_kill_ends_the_process_and_records_it_killed)
 	ck_assert_int_eq(got.pid, 0);
 	ck_assert(got.has_exit);
 	ck_assert_int_eq(got.exit_code, -SIGTERM);
-	ck_assert(!alive(pid));
+	ck_assert(!tu_pid_alive(pid));
 	ck_assert_int_eq(count_procs(needle, NULL), 0);
 
 	tu_assert_code(snipe_kill(cl, info.urn, err, sizeof(err)), SNIPE_EINVAL);
@@ -516,10 +449,10 @@ static void run_to_end(tc_cluster *c, rcds_client *cl, const char *name, const c
 	char urn[SNIPE_URN_MAX];
 	spawn_ok(c, cl, &o, &info);
 	snprintf(urn, sizeof(urn), "urn:snipe:proc:%s", name);
-	wait_ended(c, cl, urn, out);
-	sleep_ms(300); /* six backoffs: a wrong restart would show */
+	tc_wait_ended(c, cl, urn, WAIT_MS, out);
+	tu_sleep_ms(300); /* six backoffs: a wrong restart would show */
 	snipe_proc_info later;
-	get_ok(cl, urn, &later);
+	tc_proc_get(cl, urn, &later);
 	ck_assert_str_eq(later.state, out->state);
 	ck_assert_uint_eq(later.restarts, out->restarts);
 	*runs = count_lines(path);
@@ -581,23 +514,23 @@ START_TEST(test_on_failure_restarts_a_failing_process_until_it_succeeds)
 	spawn_ok(c, cl, &o, &info);
 	/* Watch the count go up while it runs: never down, never past 2. */
 	uint32_t last = 0;
-	uint64_t deadline = mono_ms() + WAIT_MS;
+	uint64_t deadline = tu_mono_ms() + WAIT_MS;
 	while (strcmp(info.state, "exited") != 0) {
-		ck_assert_msg(mono_ms() < deadline, "still %s after %d ms", info.state, WAIT_MS);
+		ck_assert_msg(tu_mono_ms() < deadline, "still %s after %d ms", info.state, WAIT_MS);
 		ck_assert_msg(strcmp(info.state, "running") == 0 || strcmp(info.state, "backoff") == 0,
 		              "state %s", info.state);
 		ck_assert_uint_ge(info.restarts, last);
 		ck_assert_uint_le(info.restarts, 2);
 		last = info.restarts;
-		sleep_ms(POLL_MS);
-		get_ok(cl, "urn:snipe:proc:flaky", &info);
+		tu_sleep_ms(POLL_MS);
+		tc_proc_get(cl, "urn:snipe:proc:flaky", &info);
 	}
 	ck_assert(info.has_exit);
 	ck_assert_int_eq(info.exit_code, 0);
 	ck_assert_uint_eq(info.restarts, 2);
 	ck_assert_uint_eq(info.epoch, 1);
-	sleep_ms(300);
-	get_ok(cl, "urn:snipe:proc:flaky", &info);
+	tu_sleep_ms(300);
+	tc_proc_get(cl, "urn:snipe:proc:flaky", &info);
 	ck_assert_str_eq(info.state, "exited");
 	ck_assert_uint_eq(count_lines(path), 3);
 	free(path);
@@ -647,7 +580,7 @@ START_TEST(test_missing_command_fails_with_espawn_and_never_runs)
 	tu_assert_code(snipe_spawn(cl, &o, &info, err, sizeof(err)), SNIPE_ESPAWN);
 	ck_assert_msg(strstr(err, "snipe-test-no-such-command") != NULL, "err: %s", err);
 
-	wait_ended(c, cl, "urn:snipe:proc:ghost", &info);
+	tc_wait_ended(c, cl, "urn:snipe:proc:ghost", WAIT_MS, &info);
 	ck_assert_str_eq(info.state, "failed");
 	ck_assert(info.has_exit);
 	ck_assert_int_eq(info.exit_code, 127);
@@ -772,16 +705,16 @@ START_TEST(test_job_of_a_killed_agent_moves_with_the_next_epoch)
 	snipe_proc_info first, moved;
 	job_start(c, cl, &j, &first);
 
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = tu_mono_ms();
 	tc_agent_kill(c, 0);
-	wait_running_on(c, cl, first.urn, "b", 2, FAILOVER_MS, &moved);
-	fprintf(stderr, "job: moved to b %" PRIu64 " ms after kill -9 of a\n", mono_ms() - t0);
+	tc_wait_running_on(c, cl, first.urn, "b", 2, FAILOVER_MS, &moved);
+	fprintf(stderr, "job: moved to b %" PRIu64 " ms after kill -9 of a\n", tu_mono_ms() - t0);
 	ck_assert(tc_agent_log_contains(c, 0, "(the agent is gone)"));
-	ck_assert(!alive((pid_t)first.pid));
-	ck_assert(alive((pid_t)moved.pid));
+	ck_assert(!tu_pid_alive((pid_t)first.pid));
+	ck_assert(tu_pid_alive((pid_t)moved.pid));
 	ck_assert(cmdline_is((pid_t)moved.pid, j.argv, 3));
 	ck_assert_uint_eq(moved.restarts, 1);
-	sleep_ms(300);
+	tu_sleep_ms(300);
 	ck_assert_int_eq(count_procs(j.script, NULL), 1);
 	assert_one_at_a_time(j.ticks, (pid_t)first.pid, (pid_t)moved.pid);
 
@@ -803,27 +736,27 @@ START_TEST(test_stopped_agent_is_fenced_and_does_not_restart_its_job_when_contin
 	snipe_proc_info first, moved, now;
 	job_start(c, cl, &j, &first);
 
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = tu_mono_ms();
 	tc_agent_signal(c, 0, SIGSTOP);
 	ck_assert_msg(gone_within((pid_t)first.pid, FAILOVER_MS),
 	              "pid %d still runs %d ms after its agent stopped", (int)first.pid,
 	              FAILOVER_MS);
-	uint64_t fenced = mono_ms() - t0;
-	wait_running_on(c, cl, first.urn, "b", 2, FAILOVER_MS, &moved);
+	uint64_t fenced = tu_mono_ms() - t0;
+	tc_wait_running_on(c, cl, first.urn, "b", 2, FAILOVER_MS, &moved);
 	fprintf(stderr, "job: fenced %" PRIu64 " ms, moved to b %" PRIu64 " ms after SIGSTOP\n",
-	        fenced, mono_ms() - t0);
+	        fenced, tu_mono_ms() - t0);
 	ck_assert(tc_agent_log_contains(c, 0, "the lease lapsed"));
-	uint64_t stopped = mono_ms() - t0;
+	uint64_t stopped = tu_mono_ms() - t0;
 	if (stopped < 2500)
-		sleep_ms((unsigned)(2500 - stopped));
+		tu_sleep_ms((unsigned)(2500 - stopped));
 
 	tc_agent_signal(c, 0, SIGCONT);
-	sleep_ms(2000);
+	tu_sleep_ms(2000);
 	pid_t only = 0;
 	ck_assert_int_eq(count_procs(j.script, &only), 1);
 	ck_assert_int_eq(only, moved.pid);
 	ck_assert_int_eq(parent_of(only), tc_agent_pid(c, 1));
-	get_ok(cl, first.urn, &now);
+	tc_proc_get(cl, first.urn, &now);
 	ck_assert_str_eq(now.state, "running");
 	ck_assert_str_eq(now.host, "b");
 	ck_assert_uint_eq(now.epoch, 2);
@@ -861,23 +794,23 @@ START_TEST(test_restarted_agent_kills_the_orphans_of_its_earlier_run)
 	ck_assert_int_eq(kill(watchdog, SIGKILL), 0);
 	ck_assert(gone_within(watchdog, 1000));
 	tc_agent_kill(c, 0);
-	sleep_ms(300);
-	ck_assert_msg(alive(orphan), "pid %d died with its agent and watchdog", (int)orphan);
+	tu_sleep_ms(300);
+	ck_assert_msg(tu_pid_alive(orphan), "pid %d died with its agent and watchdog", (int)orphan);
 
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = tu_mono_ms();
 	tc_agent_restart(c, 0);
-	ck_assert_msg(gone_within(orphan, 2000 - (int)(mono_ms() - t0)),
+	ck_assert_msg(gone_within(orphan, 2000 - (int)(tu_mono_ms() - t0)),
 	              "orphan pid %d still runs 2 s after its agent restarted", (int)orphan);
 	char line[64];
 	snprintf(line, sizeof(line), "killing orphan pid=%d", (int)orphan);
 	ck_assert(tc_agent_log_contains(c, 0, line));
 
-	uint64_t deadline = mono_ms() + WAIT_MS;
+	uint64_t deadline = tu_mono_ms() + WAIT_MS;
 	do {
-		ck_assert_msg(mono_ms() < deadline, "%s is %s with pid %d %d ms after the restart",
+		ck_assert_msg(tu_mono_ms() < deadline, "%s is %s with pid %d %d ms after the restart",
 		              info.urn, info.state, (int)info.pid, WAIT_MS);
-		sleep_ms(POLL_MS);
-		get_ok(cl, "urn:snipe:proc:orphan", &info);
+		tu_sleep_ms(POLL_MS);
+		tc_proc_get(cl, "urn:snipe:proc:orphan", &info);
 	} while (info.pid == orphan || strcmp(info.state, "running") != 0);
 	ck_assert_str_eq(info.host, "a");
 	ck_assert_uint_eq(info.epoch, 1);
@@ -968,18 +901,18 @@ START_TEST(test_agent_cut_off_by_the_network_is_fenced_and_its_job_moves)
 	snipe_proc_info first, moved;
 	job_start(c, cl, &j, &first);
 
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = tu_mono_ms();
 	ck_assert_int_eq(sh("ip link del %s", vh), 0);
 	ck_assert_msg(gone_within((pid_t)first.pid, FAILOVER_MS),
 	              "pid %d still runs %d ms after its agent was cut off", (int)first.pid,
 	              FAILOVER_MS);
-	uint64_t fenced = mono_ms() - t0;
-	wait_running_on(c, cl, first.urn, "b", 2, FAILOVER_MS, &moved);
+	uint64_t fenced = tu_mono_ms() - t0;
+	tc_wait_running_on(c, cl, first.urn, "b", 2, FAILOVER_MS, &moved);
 	fprintf(stderr, "job: fenced %" PRIu64 " ms, moved to b %" PRIu64 " ms after the cut\n",
-	        fenced, mono_ms() - t0);
+	        fenced, tu_mono_ms() - t0);
 	ck_assert(tc_agent_log_contains(c, 0, "the lease lapsed"));
 	ck_assert(tc_agent_pid(c, 0) > 0); /* cut off, not dead */
-	sleep_ms(300);
+	tu_sleep_ms(300);
 	ck_assert_int_eq(count_procs(j.script, NULL), 1);
 	assert_one_at_a_time(j.ticks, (pid_t)first.pid, (pid_t)moved.pid);
 

@@ -51,20 +51,6 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 struct agent_def {
 	const char *name;
 	const char *const *extra; /* snipe-agentd flags, NULL-terminated; may be NULL */
@@ -97,44 +83,6 @@ static void spawn_ok(tc_cluster *c, rcds_client *cl, const snipe_spawn_opts *o,
 	if (rc != SNIPE_OK)
 		tc_cluster_dump_logs(c, LOG_LINES);
 	ck_assert_msg(rc == SNIPE_OK, "spawn %s: %s (%s)", o->name, snipe_errname(rc), err);
-}
-
-static void get_ok(rcds_client *cl, const char *urn, snipe_proc_info *out)
-{
-	char err[256] = "";
-	int rc = snipe_proc_get(cl, urn, out, err, sizeof(err));
-	ck_assert_msg(rc == SNIPE_OK, "get %s: %s (%s)", urn, snipe_errname(rc), err);
-}
-
-/* Waits at most timeout_ms until urn has ended; its last record into out. */
-static void wait_ended(tc_cluster *c, rcds_client *cl, const char *urn, int timeout_ms,
-                       snipe_proc_info *out)
-{
-	char err[256] = "";
-	int rc = snipe_wait(cl, urn, timeout_ms, out, err, sizeof(err));
-	if (rc != SNIPE_OK)
-		tc_cluster_dump_logs(c, LOG_LINES);
-	ck_assert_msg(rc == SNIPE_OK, "wait %s: %s (%s)", urn, snipe_errname(rc), err);
-}
-
-/* Waits at most timeout_ms until urn runs on host with epoch; its record into out. */
-static void wait_running_on(tc_cluster *c, rcds_client *cl, const char *urn, const char *host,
-                            uint64_t epoch, int timeout_ms, snipe_proc_info *out)
-{
-	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		get_ok(cl, urn, out);
-		if (strcmp(out->state, "running") == 0 && strcmp(out->host, host) == 0 &&
-		    out->epoch == epoch)
-			return;
-		if (mono_ms() >= deadline)
-			break;
-		sleep_ms(POLL_MS);
-	}
-	tc_cluster_dump_logs(c, LOG_LINES);
-	ck_abort_msg("%s is %s on '%s' at epoch %" PRIu64 " after %d ms, not running on %s at "
-	             "epoch %" PRIu64, urn, out->state, out->host, out->epoch, timeout_ms, host,
-	             epoch);
 }
 
 /* The whole file (NUL-terminated, malloc'd), or NULL if it cannot be read. */
@@ -185,18 +133,18 @@ static bool find_line(const char *text, const char *prefix, bool last, char *out
 static void wait_line(tc_cluster *c, const char *path, const char *prefix, int timeout_ms,
                       char *out, size_t len)
 {
-	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
 	for (;;) {
 		char *text = slurp(path);
 		bool found = text != NULL && find_line(text, prefix, false, out, len);
-		if (!found && text != NULL && mono_ms() >= deadline)
+		if (!found && text != NULL && tu_mono_ms() >= deadline)
 			fprintf(stderr, "--- %s ---\n%s", path, text);
 		free(text);
 		if (found)
 			return;
-		if (mono_ms() >= deadline)
+		if (tu_mono_ms() >= deadline)
 			break;
-		sleep_ms(POLL_MS);
+		tu_sleep_ms(POLL_MS);
 	}
 	tc_cluster_dump_logs(c, LOG_LINES);
 	ck_abort_msg("no line '%s...' in %s after %d ms", prefix, path, timeout_ms);
@@ -414,7 +362,7 @@ static char *prog_run(tc_cluster *c, rcds_client *cl, struct prog *p, const char
 {
 	snipe_proc_info info;
 	prog_spawn(c, cl, p, name, host, SNIPE_RESTART_NEVER, NULL, &info);
-	wait_ended(c, cl, info.urn, timeout_ms, &info);
+	tc_wait_ended(c, cl, info.urn, timeout_ms, &info);
 	char *text = slurp(p->out);
 	if (strcmp(info.state, "exited") != 0 || info.exit_code != 0) {
 		fprintf(stderr, "--- %s ---\n%s", p->out, text ? text : "(none)\n");
@@ -445,9 +393,9 @@ START_TEST(test_100_mib_state_round_trips_through_a_checkpoint)
 	struct prog p;
 	char line[1024], hash[65], want[65];
 	prog_init(&p, c, "roundtrip", "roundtrip", BIG);
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = tu_mono_ms();
 	char *text = prog_run(c, cl, &p, "roundtrip", "a", BIG_MS);
-	fprintf(stderr, "roundtrip: 100 MiB saved and loaded in %" PRIu64 " ms\n", mono_ms() - t0);
+	fprintf(stderr, "roundtrip: 100 MiB saved and loaded in %" PRIu64 " ms\n", tu_mono_ms() - t0);
 
 	line_of(text, "e1 saved ", line, sizeof(line));
 	ck_assert_uint_eq(field(line, "seq"), 1);
@@ -500,10 +448,10 @@ START_TEST(test_incremental_save_sends_only_the_blocks_that_changed)
 	struct prog p;
 	char line[1024];
 	prog_init(&p, c, "incremental", "incr", BIG);
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = tu_mono_ms();
 	char *text = prog_run(c, cl, &p, "incr", "a", BIG_MS);
 	fprintf(stderr, "incremental: 3 saves of 100 MiB and a load in %" PRIu64 " ms\n",
-	        mono_ms() - t0);
+	        tu_mono_ms() - t0);
 
 	line_of(text, "e1 save1 ", line, sizeof(line));
 	ck_assert_uint_eq(field(line, "seq"), 1);
@@ -579,11 +527,11 @@ START_TEST(test_job_of_a_killed_host_resumes_elsewhere_from_its_last_checkpoint)
 	prog_spawn(c, cl, &p, "resume", "a", SNIPE_RESTART_ALWAYS, NULL, &info);
 	wait_line(c, p.out, "e1 saved step 3 ", FAILOVER_MS, line, sizeof(line));
 
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = tu_mono_ms();
 	tc_agent_kill(c, 0);
-	wait_running_on(c, cl, info.urn, "b", 2, FAILOVER_MS, &moved);
+	tc_wait_running_on(c, cl, info.urn, "b", 2, FAILOVER_MS, &moved);
 	wait_line(c, p.out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
-	fprintf(stderr, "resume: '%s' %" PRIu64 " ms after kill -9\n", line, mono_ms() - t0);
+	fprintf(stderr, "resume: '%s' %" PRIu64 " ms after kill -9\n", line, tu_mono_ms() - t0);
 	uint64_t step = 0, seq = 0;
 	char host[16], verdict[8];
 	ck_assert_int_eq(sscanf(line, "e2 resumed at step %" SCNu64 " seq %" SCNu64 " on %15s %7s",
@@ -623,16 +571,16 @@ START_TEST(test_host_killed_mid_checkpoint_leaves_the_previous_one_valid)
 	size_t before = count_blocks(c, "b");
 	wait_line(c, p.out, "e1 saving step 3", BIG_MS, line, sizeof(line));
 	/* step 3's blocks arriving on b: a holds them all and is replicating */
-	uint64_t deadline = mono_ms() + BIG_MS;
+	uint64_t deadline = tu_mono_ms() + BIG_MS;
 	while (count_blocks(c, "b") < before + 50) {
-		ck_assert_msg(mono_ms() < deadline, "no blocks of step 3 reached b");
-		sleep_ms(5);
+		ck_assert_msg(tu_mono_ms() < deadline, "no blocks of step 3 reached b");
+		tu_sleep_ms(5);
 	}
 	tc_agent_kill(c, 0);
 	size_t partial = count_blocks(c, "b") - before;
 	fprintf(stderr, "torn: host killed with %zu blocks of step 3 on b\n", partial);
 
-	wait_running_on(c, cl, info.urn, "b", 2, FAILOVER_MS, &moved);
+	tc_wait_running_on(c, cl, info.urn, "b", 2, FAILOVER_MS, &moved);
 	wait_line(c, p.out, "e2 resumed at step ", BIG_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e2 resumed at step 2 seq 2 on b ok");
 	char *text = slurp(p.out);
@@ -669,14 +617,14 @@ START_TEST(test_job_resumes_promptly_on_a_host_holding_no_copy)
 	size_t blocks = count_blocks(c, "b");
 	ck_assert_uint_eq(count_blocks(c, "c"), 0);
 
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = tu_mono_ms();
 	tc_agent_kill(c, 0);
-	wait_running_on(c, cl, info.urn, "c", 2, FAILOVER_MS, &moved);
+	tc_wait_running_on(c, cl, info.urn, "c", 2, FAILOVER_MS, &moved);
 	wait_line(c, p.out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
-	fprintf(stderr, "far: '%s' %" PRIu64 " ms after kill -9\n", line, mono_ms() - t0);
+	fprintf(stderr, "far: '%s' %" PRIu64 " ms after kill -9\n", line, tu_mono_ms() - t0);
 	ck_assert_str_eq(line, "e2 resumed at step 1 seq 1 on c ok");
 	ck_assert_uint_eq(count_blocks(c, "c"), blocks);
-	get_ok(cl, info.urn, &moved);
+	tc_proc_get(cl, info.urn, &moved);
 	ck_assert_uint_eq(moved.restarts, 1); /* the move, and no failed run after it */
 	rcds_client_close(cl);
 	stop_cluster(c);
@@ -750,13 +698,13 @@ static void assert_file_is(const char *path, const uint8_t *want, size_t len)
 /* Waits at most timeout_ms until agent i's log contains text. */
 static void wait_agent_log(tc_cluster *c, int i, const char *text, int timeout_ms)
 {
-	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
 	while (!tc_agent_log_contains(c, i, text)) {
-		if (mono_ms() >= deadline) {
+		if (tu_mono_ms() >= deadline) {
 			tc_cluster_dump_logs(c, LOG_LINES);
 			ck_abort_msg("agent %d never logged '%s'", i, text);
 		}
-		sleep_ms(POLL_MS);
+		tu_sleep_ms(POLL_MS);
 	}
 }
 
@@ -782,11 +730,11 @@ START_TEST(test_corrupt_local_copy_is_refetched_on_restart)
 	ck_assert_int_eq(kill((pid_t)info.pid, SIGKILL), 0);
 	wait_line(c, p.out, "e1 resumed at step ", FAILOVER_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 resumed at step 1 seq 1 on a ok");
-	get_ok(cl, info.urn, &again);
+	tc_proc_get(cl, info.urn, &again);
 	ck_assert_str_eq(again.host, "a");
 	ck_assert_uint_eq(again.epoch, 1);
 	ck_assert_uint_eq(again.restarts, 1);
-	wait_ended(c, cl, info.urn, FAILOVER_MS, &again);
+	tc_wait_ended(c, cl, info.urn, FAILOVER_MS, &again);
 	ck_assert_str_eq(again.state, "exited");
 	ck_assert_uint_eq(again.restarts, 1);
 	assert_file_is(path, good, len);
@@ -823,11 +771,11 @@ START_TEST(test_corrupt_replica_is_skipped_and_repaired_on_restore)
 	uint8_t *good = read_bytes(path, &len);
 	flip_byte(path);
 
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = tu_mono_ms();
 	tc_agent_kill(c, 0);
-	wait_running_on(c, cl, info.urn, "d", 2, FAILOVER_MS, &moved);
+	tc_wait_running_on(c, cl, info.urn, "d", 2, FAILOVER_MS, &moved);
 	wait_line(c, p.out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
-	fprintf(stderr, "healed: '%s' %" PRIu64 " ms after kill -9\n", line, mono_ms() - t0);
+	fprintf(stderr, "healed: '%s' %" PRIu64 " ms after kill -9\n", line, tu_mono_ms() - t0);
 	ck_assert_str_eq(line, "e2 resumed at step 1 seq 1 on d ok");
 	wait_agent_log(c, 3, "urn:snipe:proc:healed checkpoint 1: repaired the copy on b",
 	               FAILOVER_MS);
@@ -914,7 +862,7 @@ static void move_job(tc_cluster *c, rcds_client *cl, struct prog *p, const char 
 	tc_agent_kill(c, 0);
 	wait_line(c, p->out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e2 resumed at step 2 seq 2 on b ok");
-	wait_ended(c, cl, info.urn, FAILOVER_MS, &info);
+	tc_wait_ended(c, cl, info.urn, FAILOVER_MS, &info);
 	ck_assert_str_eq(info.state, "exited");
 	ck_assert_str_eq(info.host, "b");
 	ck_assert_uint_eq(info.epoch, 2);
@@ -1006,18 +954,18 @@ START_TEST(test_directory_job_continues_elsewhere_from_its_last_commit)
 	                      .ckpt_dir = "state"};
 	snipe_proc_info info, moved;
 	spawn_ok(c, cl, &o, &info);
-	uint64_t deadline = mono_ms() + FAILOVER_MS;
+	uint64_t deadline = tu_mono_ms() + FAILOVER_MS;
 	char v[64];
 	while (!attr_get(cl, info.urn, "ckpt", v, sizeof(v)) || strtoull(v, NULL, 10) < 2) {
-		ck_assert_msg(mono_ms() < deadline, "counter committed no second checkpoint");
-		sleep_ms(POLL_MS);
+		ck_assert_msg(tu_mono_ms() < deadline, "counter committed no second checkpoint");
+		tu_sleep_ms(POLL_MS);
 	}
 	tc_agent_kill(c, 0);
-	wait_running_on(c, cl, info.urn, "b", 2, FAILOVER_MS, &moved);
+	tc_wait_running_on(c, cl, info.urn, "b", 2, FAILOVER_MS, &moved);
 
 	/* its output on b, from the start */
 	char started[256] = "", err[256] = "";
-	deadline = mono_ms() + FAILOVER_MS;
+	deadline = tu_mono_ms() + FAILOVER_MS;
 	while (started[0] == '\0') {
 		uint8_t *data = NULL;
 		size_t len = 0;
@@ -1029,8 +977,8 @@ START_TEST(test_directory_job_continues_elsewhere_from_its_last_commit)
 		find_line(text, "starting at ", false, started, sizeof(started));
 		free(text);
 		free(data);
-		ck_assert_msg(started[0] != '\0' || mono_ms() < deadline, "b's log says no start");
-		sleep_ms(POLL_MS);
+		ck_assert_msg(started[0] != '\0' || tu_mono_ms() < deadline, "b's log says no start");
+		tu_sleep_ms(POLL_MS);
 	}
 	uint64_t n = 0;
 	char host[16];
@@ -1065,7 +1013,7 @@ START_TEST(test_exit_85_checkpoints_and_restarts_in_place)
 	                      .argv = argv, .argc = 4, .ckpt_dir = "state"};
 	snipe_proc_info info;
 	spawn_ok(c, cl, &o, &info);
-	wait_ended(c, cl, info.urn, FAILOVER_MS, &info);
+	tc_wait_ended(c, cl, info.urn, FAILOVER_MS, &info);
 	ck_assert_str_eq(info.state, "exited");
 	ck_assert_int_eq(info.exit_code, 0);
 	ck_assert_uint_eq(info.restarts, 0);
