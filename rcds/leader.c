@@ -26,6 +26,7 @@
 #include "sni.h"
 
 #define TICK_MS 25
+#define STALL_MS 200
 #define SWEEP_MS 250
 #define DEFAULT_LEASE_MS 1000
 #define MAX_ASSIGNED 1000
@@ -60,6 +61,7 @@ struct rcds_leader {
 	uint64_t next_sweep;
 	unsigned outstanding; /* the sweep's writes in flight */
 	bool warned_nokey;
+	uint64_t last_tick; /* to notice a loop that was blocked (leases depend on it) */
 	struct pindex procs;  /* the active processes, kept from the applied writes */
 };
 
@@ -767,6 +769,11 @@ static void taken_over(void *arg, int code)
 static void tick(uv_timer_t *t)
 {
 	rcds_leader *l = t->data;
+	uint64_t was = l->last_tick;
+	l->last_tick = sni_mono_ms();
+	if (was != 0 && l->last_tick - was > STALL_MS)
+		snipe_log(SNIPE_LOG_WARN, "leader", "the loop was blocked for %" PRIu64 " ms "
+		          "(heartbeats waited as long)", l->last_tick - was - TICK_MS);
 	bool leader = l->consensus != NULL && rcds_consensus_is_leader(l->consensus);
 	if (!leader) {
 		if (l->phase != PHASE_FOLLOWER) {
