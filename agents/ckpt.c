@@ -371,18 +371,6 @@ static int read_manifest(rcds_client *cl, const char *proc_urn, uint64_t seq,
 	return rc;
 }
 
-static int put_text(rcds_batch *b, const char *urn, const char *attr, const char *v)
-{
-	return rcds_batch_put(b, urn, attr, v, strlen(v), 0);
-}
-
-static int put_u64(rcds_batch *b, const char *urn, const char *attr, uint64_t v)
-{
-	char s[24];
-	snprintf(s, sizeof(s), "%" PRIu64, v);
-	return put_text(b, urn, attr, s);
-}
-
 /* The manifest's assertions, and the process's pointer to it, in one atomic write:
  * the process's epoch goes with it, so the catalog refuses it from a replaced
  * instance; the checkpoint `keep` back is deleted in the same write. */
@@ -416,25 +404,25 @@ static int record(agent *a, rcds_client *cl, const sni_proc *rec, Snipe__Manifes
 		rc = rcds_batch_put(b, urn, attr, bytes + off, n, 0);
 	}
 	if (rc == SNIPE_OK && pieces > 1)
-		rc = put_u64(b, urn, "manifest_pieces", pieces);
+		rc = rcds_batch_putf(b, urn, "manifest_pieces", "%" PRIu64, pieces);
 	if (rc == SNIPE_OK)
-		rc = put_text(b, urn, "proc", m->proc);
+		rc = rcds_batch_put_text(b, urn, "proc", m->proc);
 	if (rc == SNIPE_OK)
-		rc = put_u64(b, urn, "seq", m->seq);
+		rc = rcds_batch_putf(b, urn, "seq", "%" PRIu64, m->seq);
 	if (rc == SNIPE_OK)
-		rc = put_u64(b, urn, "epoch", m->epoch);
+		rc = rcds_batch_putf(b, urn, "epoch", "%" PRIu64, m->epoch);
 	if (rc == SNIPE_OK)
-		rc = put_u64(b, urn, "size", size);
+		rc = rcds_batch_putf(b, urn, "size", "%" PRIu64, size);
 	if (rc == SNIPE_OK)
-		rc = put_u64(b, urn, "new_bytes", m->new_bytes);
+		rc = rcds_batch_putf(b, urn, "new_bytes", "%" PRIu64, m->new_bytes);
 	if (rc == SNIPE_OK)
-		rc = put_text(b, urn, "hosts", hosts);
+		rc = rcds_batch_put_text(b, urn, "hosts", hosts);
 	char seq[24];
 	snprintf(seq, sizeof(seq), "%" PRIu64, m->seq);
 	if (rc == SNIPE_OK)
 		rc = rcds_batch_put_if(b, m->proc, "ckpt", seq, strlen(seq), 0, rec->ckpt_version);
 	if (rc == SNIPE_OK)
-		rc = put_u64(b, m->proc, "epoch", m->epoch);
+		rc = rcds_batch_putf(b, m->proc, "epoch", "%" PRIu64, m->epoch);
 	uint32_t keep = a->cfg->ckpt_keep ? a->cfg->ckpt_keep : 2;
 	if (rc == SNIPE_OK && m->seq > keep &&
 	    ckpt_urn(m->proc, m->seq - keep, old, sizeof(old), NULL, 0) == SNIPE_OK)

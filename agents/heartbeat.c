@@ -17,11 +17,6 @@
 
 #define LOG_EVERY_MS 5000
 
-static int put(rcds_batch *b, const char *urn, const char *attr, const char *value)
-{
-	return rcds_batch_put(b, urn, attr, value, strlen(value), 0);
-}
-
 int agent_register(agent *a, rcds_client *c, char *err, size_t errlen)
 {
 	const agent_settings *cfg = a->cfg;
@@ -40,7 +35,7 @@ int agent_register(agent *a, rcds_client *c, char *err, size_t errlen)
 		{"lease_ms", num[2]}, {"heartbeat_ms", num[3]}, {"registered_ms", num[4]},
 	};
 	for (size_t i = 0; rc == SNIPE_OK && i < sizeof(attrs) / sizeof(attrs[0]); i++)
-		rc = put(b, a->host_urn, attrs[i][0], attrs[i][1]);
+		rc = rcds_batch_put_text(b, a->host_urn, attrs[i][0], attrs[i][1]);
 	if (rc == SNIPE_OK)
 		rc = rcds_write(c, b, NULL, err, errlen);
 	else

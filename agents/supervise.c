@@ -219,20 +219,6 @@ static int io_start(struct agent_inst *in, rcds_batch *b, uint64_t min_index,
 	return rc;
 }
 
-static int put(rcds_batch *b, const char *urn, const char *attr, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int put(rcds_batch *b, const char *urn, const char *attr, const char *fmt, ...)
-{
-	char v[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(v, sizeof(v), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(v))
-		return SNIPE_ERANGE;
-	return rcds_batch_put(b, urn, attr, v, (size_t)n, 0);
-}
-
 /* A write of in's state (with its epoch, pid, exit code, restarts), then `then`. */
 static int write_state(struct agent_inst *in, const char *state, const char *reason,
                        void (*then)(struct agent_inst *, struct inst_io *))
@@ -241,19 +227,19 @@ static int write_state(struct agent_inst *in, const char *state, const char *rea
 	snprintf(in->state, sizeof(in->state), "%s", state);
 	int rc = rcds_batch_new(&b);
 	if (rc == SNIPE_OK)
-		rc = put(b, in->urn, "state", "%s", state);
+		rc = rcds_batch_putf(b, in->urn, "state", "%s", state);
 	if (rc == SNIPE_OK)
-		rc = put(b, in->urn, "epoch", "%" PRIu64, in->epoch);
+		rc = rcds_batch_putf(b, in->urn, "epoch", "%" PRIu64, in->epoch);
 	if (rc == SNIPE_OK)
-		rc = put(b, in->urn, "pid", "%d", in->proc_open ? in->pid : 0);
+		rc = rcds_batch_putf(b, in->urn, "pid", "%d", in->proc_open ? in->pid : 0);
 	if (rc == SNIPE_OK)
-		rc = put(b, in->urn, "restarts", "%u", in->restarts);
+		rc = rcds_batch_putf(b, in->urn, "restarts", "%u", in->restarts);
 	if (rc == SNIPE_OK && in->proc_open)
-		rc = put(b, in->urn, "started_ms", "%" PRIu64, in->started_ms);
+		rc = rcds_batch_putf(b, in->urn, "started_ms", "%" PRIu64, in->started_ms);
 	if (rc == SNIPE_OK && in->has_exit)
-		rc = put(b, in->urn, "exit", "%d", in->exit_code);
+		rc = rcds_batch_putf(b, in->urn, "exit", "%d", in->exit_code);
 	if (rc == SNIPE_OK && reason != NULL)
-		rc = put(b, in->urn, "reason", "%s", reason);
+		rc = rcds_batch_putf(b, in->urn, "reason", "%s", reason);
 	if (rc != SNIPE_OK) {
 		rcds_batch_free(b);
 		return rc;

@@ -57,6 +57,16 @@ void rcds_batch_free(rcds_batch *b);
 /* (urn, attr) = value, until expires_ms (0: never). Values are copied. */
 int rcds_batch_put(rcds_batch *b, const char *urn, const char *attr, const void *value,
                    size_t len, uint64_t expires_ms);
+/* As rcds_batch_put with a text value (without its NUL), never expiring. */
+int rcds_batch_put_text(rcds_batch *b, const char *urn, const char *attr, const char *value);
+/* As rcds_batch_put_text with the value formatted like printf (at most 255 bytes:
+ * SNIPE_ERANGE beyond). */
+int rcds_batch_putf(rcds_batch *b, const char *urn, const char *attr, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* The puts that register a key: urn:snipe:key:<id> pubkey (hex), role, and host (if
+ * not NULL). Only the admin may write them. */
+int rcds_batch_put_key(rcds_batch *b, const uint8_t pk[SNIPE_PK_BYTES], const char *role,
+                       const char *host);
 /* Compare-and-set: only if the current version is expect_version (0: absent). */
 int rcds_batch_put_if(rcds_batch *b, const char *urn, const char *attr, const void *value,
                       size_t len, uint64_t expires_ms, uint64_t expect_version);

@@ -124,18 +124,6 @@ static int propose(rcds_leader *l, const rcds_batch *b, struct pending *p)
 	return rc;
 }
 
-static int put_text(rcds_batch *b, const char *urn, const char *attr, const char *value)
-{
-	return rcds_batch_put(b, urn, attr, value, strlen(value), 0);
-}
-
-static int put_u64(rcds_batch *b, const char *urn, const char *attr, uint64_t v)
-{
-	char buf[24];
-	snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	return put_text(b, urn, attr, buf);
-}
-
 /* ------------------------------------------------------------ transitions */
 
 static void record_transition(void *arg, const char *host, bool up)
@@ -148,9 +136,9 @@ static void record_transition(void *arg, const char *host, bool up)
 		*p = (struct pending){.l = l, .generation = l->generation, .transition = true,
 		                      .up = up};
 		snprintf(p->what, sizeof(p->what), SNI_HOST_PREFIX "%s", host);
-		rc = put_text(b, p->what, "state", up ? "up" : "down");
+		rc = rcds_batch_put_text(b, p->what, "state", up ? "up" : "down");
 		if (rc == SNIPE_OK)
-			rc = put_u64(b, p->what, "state_ms", snipe_now_ms());
+			rc = rcds_batch_putf(b, p->what, "state_ms", "%" PRIu64, snipe_now_ms());
 	}
 	if (rc == SNIPE_OK)
 		rc = propose(l, b, p);
@@ -551,12 +539,11 @@ static int decide(rcds_leader *l, const struct host_list *hl, const sni_proc *p,
 		                    : strcmp(policy, "never") == 0 ? "lost" : "failed";
 		snprintf(what, whatlen, "%s: host %s is down, now %s", p->urn,
 		         p->host[0] ? p->host : "(none)", state);
-		int rc = put_text(b, p->urn, "state", state);
+		int rc = rcds_batch_put_text(b, p->urn, "state", state);
 		if (rc == SNIPE_OK)
-			rc = put_text(b, p->urn, "reason", p->stop ? "killed while its host was down"
+			rc = rcds_batch_put_text(b, p->urn, "reason", p->stop ? "killed while its host was down"
 			                                           : "its host went down");
-		return rc == SNIPE_OK ? rcds_batch_put(b, p->urn, "epoch", epoch, strlen(epoch), 0)
-		                      : rc;
+		return rc == SNIPE_OK ? rcds_batch_put_text(b, p->urn, "epoch", epoch) : rc;
 	}
 	int k = choose(l, hl, spec->labels, spec->n_labels, NULL);
 	if (k < 0 && p->host[0] == '\0')
@@ -567,13 +554,13 @@ static int decide(rcds_leader *l, const struct host_list *hl, const sni_proc *p,
 	snprintf(epoch, sizeof(epoch), "%" PRIu64, p->epoch + 1);
 	int rc = rcds_batch_put_if(b, p->urn, "epoch", epoch, strlen(epoch), 0, p->epoch_version);
 	if (rc == SNIPE_OK)
-		rc = put_text(b, p->urn, "host", to);
+		rc = rcds_batch_put_text(b, p->urn, "host", to);
 	if (rc == SNIPE_OK)
-		rc = put_text(b, p->urn, "state", "pending");
+		rc = rcds_batch_put_text(b, p->urn, "state", "pending");
 	if (rc == SNIPE_OK)
-		rc = put_text(b, p->urn, "pid", "0");
+		rc = rcds_batch_put_text(b, p->urn, "pid", "0");
 	if (rc == SNIPE_OK && started)
-		rc = put_u64(b, p->urn, "restarts", p->restarts + 1u);
+		rc = rcds_batch_putf(b, p->urn, "restarts", "%u", p->restarts + 1u);
 	return rc;
 }
 

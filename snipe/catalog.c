@@ -7,6 +7,7 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -474,6 +475,44 @@ int rcds_batch_put(rcds_batch *b, const char *urn, const char *attr, const void 
                    size_t len, uint64_t expires_ms)
 {
 	return add_put(b, urn, attr, value, len, expires_ms, false, 0);
+}
+
+int rcds_batch_put_text(rcds_batch *b, const char *urn, const char *attr, const char *value)
+{
+	if (value == NULL)
+		return SNIPE_EINVAL;
+	return add_put(b, urn, attr, value, strlen(value), 0, false, 0);
+}
+
+int rcds_batch_putf(rcds_batch *b, const char *urn, const char *attr, const char *fmt, ...)
+{
+	char v[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(v, sizeof(v), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(v))
+		return SNIPE_ERANGE;
+	return add_put(b, urn, attr, v, (size_t)n, 0, false, 0);
+}
+
+int rcds_batch_put_key(rcds_batch *b, const uint8_t pk[SNIPE_PK_BYTES], const char *role,
+                       const char *host)
+{
+	uint8_t id[SNIPE_KEYID_BYTES];
+	char idhex[SNIPE_KEYID_HEX], pkhex[SNIPE_PK_HEX], urn[SNIPE_URN_MAX];
+	if (role == NULL)
+		return SNIPE_EINVAL;
+	snipe_keyid(pk, id);
+	snipe_keyid_hex(id, idhex);
+	snipe_pk_hex(pk, pkhex);
+	snprintf(urn, sizeof(urn), "urn:snipe:key:%s", idhex);
+	int rc = rcds_batch_put_text(b, urn, "pubkey", pkhex);
+	if (rc == SNIPE_OK)
+		rc = rcds_batch_put_text(b, urn, "role", role);
+	if (rc == SNIPE_OK && host != NULL)
+		rc = rcds_batch_put_text(b, urn, "host", host);
+	return rc;
 }
 
 int rcds_batch_put_if(rcds_batch *b, const char *urn, const char *attr, const void *value,

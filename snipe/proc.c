@@ -317,7 +317,7 @@ static int record_batch(const snipe_spawn_opts *o, const char *urn, const char *
 	};
 	size_t n = exists ? sizeof(attrs) / sizeof(attrs[0]) : 3;
 	for (size_t i = 0; rc == SNIPE_OK && i < n; i++)
-		rc = rcds_batch_put(b, urn, attrs[i][0], attrs[i][1], strlen(attrs[i][1]), 0);
+		rc = rcds_batch_put_text(b, urn, attrs[i][0], attrs[i][1]);
 	free(spec);
 	return rc;
 }

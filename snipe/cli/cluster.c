@@ -189,18 +189,9 @@ static int make_key(const char *dir, const char *name, char pk_hex[SNIPE_PK_HEX]
 
 static int register_key(rcds_batch *b, const char *pk_hex, const char *role, const char *host)
 {
-	uint8_t pk[SNIPE_PK_BYTES], id[SNIPE_KEYID_BYTES];
-	char idhex[SNIPE_KEYID_HEX], urn[SNIPE_URN_MAX];
-	snipe_pk_parse(pk_hex, pk);
-	snipe_keyid(pk, id);
-	snipe_keyid_hex(id, idhex);
-	snprintf(urn, sizeof(urn), "urn:snipe:key:%s", idhex);
-	int rc = rcds_batch_put(b, urn, "pubkey", pk_hex, strlen(pk_hex), 0);
-	if (rc == SNIPE_OK)
-		rc = rcds_batch_put(b, urn, "role", role, strlen(role), 0);
-	if (rc == SNIPE_OK && host != NULL)
-		rc = rcds_batch_put(b, urn, "host", host, strlen(host), 0);
-	return rc;
+	uint8_t pk[SNIPE_PK_BYTES];
+	int rc = snipe_pk_parse(pk_hex, pk);
+	return rc == SNIPE_OK ? rcds_batch_put_key(b, pk, role, host) : rc;
 }
 
 /* Makes the replica and host keys (replicaI.key, hostI.key); their public keys in pks. */

@@ -488,16 +488,9 @@ static void place(tc_cluster *c, int i, const int *ports)
 /* Adds the puts registering a key (urn:snipe:key:<id>: pubkey, role, host) to b. */
 static void put_key(rcds_batch *b, const char *pkhex, const char *role, const char *host)
 {
-	uint8_t pk[SNIPE_PK_BYTES], id[SNIPE_KEYID_BYTES];
-	char idhex[SNIPE_KEYID_HEX], urn[SNIPE_URN_MAX];
+	uint8_t pk[SNIPE_PK_BYTES];
 	ck_assert_int_eq(snipe_pk_parse(pkhex, pk), SNIPE_OK);
-	snipe_keyid(pk, id);
-	snipe_keyid_hex(id, idhex);
-	snprintf(urn, sizeof(urn), "urn:snipe:key:%s", idhex);
-	ck_assert_int_eq(rcds_batch_put(b, urn, "pubkey", pkhex, strlen(pkhex), 0), SNIPE_OK);
-	ck_assert_int_eq(rcds_batch_put(b, urn, "role", role, strlen(role), 0), SNIPE_OK);
-	if (host != NULL)
-		ck_assert_int_eq(rcds_batch_put(b, urn, "host", host, strlen(host), 0), SNIPE_OK);
+	ck_assert_int_eq(rcds_batch_put_key(b, pk, role, host), SNIPE_OK);
 }
 
 /* Writes b as the admin and waits until every running replica has applied it. */
