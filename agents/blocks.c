@@ -24,7 +24,6 @@
 
 /* Chunks are at most SNI_CHUNK_MAX; the agent refuses references to blocks over 16
  * MiB. A size beyond that is damage: refused before anything is allocated for it. */
-#define BLOCK_MAX (16u << 20)
 #define HEX_LEN (2 * SNI_HASH_BYTES)
 /* "<2 hex>/<64 hex>"; temporary files are "<2 hex>/.tmp-<16 hex>" */
 #define NAME_LEN (3 + HEX_LEN + 1)
@@ -84,7 +83,7 @@ static bool same_file(const struct stat *a, const struct stat *b)
 static int check(const uint8_t hash[SNI_HASH_BYTES], uint64_t size, const uint8_t *zstd,
                  size_t zlen)
 {
-	if (zlen == 0 || zlen > ZSTD_compressBound(BLOCK_MAX) || size > BLOCK_MAX)
+	if (zlen == 0 || zlen > ZSTD_compressBound(SNI_BLOCK_MAX) || size > SNI_BLOCK_MAX)
 		return SNIPE_ECORRUPT;
 	uint8_t *buf = malloc(size ? size : 1);
 	if (buf == NULL)
@@ -279,7 +278,7 @@ static int read_block(agent_blocks *b, const uint8_t hash[SNI_HASH_BYTES], bool 
 	}
 	size_t len = (size_t)st.st_size;
 	unsigned long long content = ZSTD_CONTENTSIZE_ERROR;
-	if (len > 0 && len <= ZSTD_compressBound(BLOCK_MAX)) {
+	if (len > 0 && len <= ZSTD_compressBound(SNI_BLOCK_MAX)) {
 		buf = malloc(len);
 		if (buf == NULL) {
 			rc = SNIPE_ENOMEM;
@@ -294,7 +293,7 @@ static int read_block(agent_blocks *b, const uint8_t hash[SNI_HASH_BYTES], bool 
 		if ((size_t)got == len)
 			content = ZSTD_getFrameContentSize(buf, len);
 	}
-	rc = content > BLOCK_MAX ? SNIPE_ECORRUPT : verify ? check(hash, content, buf, len)
+	rc = content > SNI_BLOCK_MAX ? SNIPE_ECORRUPT : verify ? check(hash, content, buf, len)
 	                                                 : SNIPE_OK;
 	if (rc == SNIPE_ECORRUPT) {
 		drop_if_same(b, b->fd, name, &st);
@@ -398,11 +397,6 @@ struct gc_ctx {
 	size_t deleted;
 };
 
-static int cmp_hash(const void *a, const void *b)
-{
-	return memcmp(a, b, SNI_HASH_BYTES);
-}
-
 static bool is_old(const struct stat *st, uint64_t now_ms, uint64_t grace_ms)
 {
 	uint64_t t = mtime_ms(st);
@@ -417,7 +411,7 @@ static int gc_visit(agent_blocks *b, int dfd, const char *name, const uint8_t *h
 	if (hash == NULL && strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
 		return SNIPE_OK;
 	if (hash != NULL && c->nkeep > 0 &&
-	    bsearch(hash, c->keep, c->nkeep, SNI_HASH_BYTES, cmp_hash) != NULL)
+	    bsearch(hash, c->keep, c->nkeep, SNI_HASH_BYTES, sni_hash_cmp) != NULL)
 		return SNIPE_OK;
 	if (!is_old(st, c->now_ms, c->grace_ms))
 		return SNIPE_OK;

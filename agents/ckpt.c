@@ -24,52 +24,9 @@
                                 are stored in pieces, manifest, manifest.2, ... */
 #define GC_EVERY_MS 30000
 #define GC_GRACE_MS 120000
-#define MAX_BLOCK (16u << 20)
-#define ZSTD_MAX_BLOCK (MAX_BLOCK + MAX_BLOCK / 64 + 1024) /* its compressed bound */
+#define ZSTD_MAX_BLOCK (SNI_BLOCK_MAX + SNI_BLOCK_MAX / 64 + 1024) /* its compressed bound */
 
 /* ------------------------------------------------------------------ hashes */
-
-struct hashset {
-	uint8_t (*v)[SNI_HASH_BYTES];
-	size_t n;
-};
-
-static int cmp_hash(const void *a, const void *b)
-{
-	return memcmp(a, b, SNI_HASH_BYTES);
-}
-
-/* The distinct block hashes of parts, sorted. SNIPE_EINVAL for a malformed ref. */
-static int hashes_of(Snipe__Part *const *parts, size_t nparts, struct hashset *out)
-{
-	size_t n = 0;
-	for (size_t p = 0; p < nparts; p++)
-		n += parts[p]->n_blocks;
-	out->v = malloc((n ? n : 1) * SNI_HASH_BYTES);
-	out->n = 0;
-	if (out->v == NULL)
-		return SNIPE_ENOMEM;
-	for (size_t p = 0; p < nparts; p++) {
-		for (size_t b = 0; b < parts[p]->n_blocks; b++) {
-			const Snipe__BlockRef *r = parts[p]->blocks[b];
-			if (r->hash.len != SNI_HASH_BYTES || r->size > MAX_BLOCK)
-				return SNIPE_EINVAL;
-			memcpy(out->v[out->n++], r->hash.data, SNI_HASH_BYTES);
-		}
-	}
-	qsort(out->v, out->n, SNI_HASH_BYTES, cmp_hash);
-	size_t k = 0;
-	for (size_t i = 0; i < out->n; i++)
-		if (k == 0 || memcmp(out->v[k - 1], out->v[i], SNI_HASH_BYTES) != 0)
-			memmove(out->v[k++], out->v[i], SNI_HASH_BYTES);
-	out->n = k;
-	return SNIPE_OK;
-}
-
-static bool hashset_has(const struct hashset *s, const uint8_t *h)
-{
-	return s->n > 0 && bsearch(h, s->v, s->n, SNI_HASH_BYTES, cmp_hash) != NULL;
-}
 
 static void hex8(const uint8_t *h, char out[17])
 {
@@ -204,7 +161,7 @@ static int peer_put(agent *a, const char *address, uint8_t (*hs)[SNI_HASH_BYTES]
 }
 
 /* Makes the agent at address hold every block of hs: asks what it lacks, sends that. */
-static int peer_copy(agent *a, const char *address, const struct hashset *hs, char *err,
+static int peer_copy(agent *a, const char *address, const sni_hashset *hs, char *err,
                      size_t errlen)
 {
 	ProtobufCBinaryData *h = calloc(hs->n ? hs->n : 1, sizeof(*h));
@@ -227,7 +184,7 @@ static int peer_copy(agent *a, const char *address, const struct hashset *hs, ch
 	                                            SNI_HASH_BYTES);
 	size_t k = 0;
 	for (size_t i = 0; missing != NULL && i < r->n_missing; i++)
-		if (r->missing[i].len == SNI_HASH_BYTES && hashset_has(hs, r->missing[i].data))
+		if (r->missing[i].len == SNI_HASH_BYTES && sni_hashset_has(hs, r->missing[i].data))
 			memcpy(missing[k++], r->missing[i].data, SNI_HASH_BYTES);
 	snipe__agent_reply__free_unpacked(r, NULL);
 	rc = missing != NULL ? peer_put(a, address, missing, k, err, errlen) : SNIPE_ENOMEM;
@@ -442,14 +399,14 @@ static int commit(agent *a, rcds_client *cl, const agent_proc_ref *proc,
                   Snipe__Part *const *parts, size_t nparts, bool directory,
                   Snipe__Manifest **out, char *err, size_t errlen)
 {
-	struct hashset hs = {0}, prev_hs = {0};
+	sni_hashset hs = {0}, prev_hs = {0};
 	sni_proc rec;
 	Snipe__Manifest *prev = NULL;
 	struct peer *peers = NULL;
 	size_t npeers = 0;
 	char hex[17];
 	sni_proc_init(&rec, proc->urn);
-	int rc = hashes_of(parts, nparts, &hs);
+	int rc = sni_hashset_of_parts(parts, nparts, &hs);
 	if (rc == SNIPE_EINVAL)
 		sni_err(err, errlen, rc, "a block reference is malformed");
 	for (size_t i = 0; rc == SNIPE_OK && i < hs.n; i++) {
@@ -468,7 +425,7 @@ static int commit(agent *a, rcds_client *cl, const agent_proc_ref *proc,
 		             rec.epoch, rec.host);
 	if (rc == SNIPE_OK && rec.ckpt > 0 &&
 	    read_manifest(cl, proc->urn, rec.ckpt, &prev, NULL, 0) == SNIPE_OK)
-		rc = hashes_of(prev->parts, prev->n_parts, &prev_hs);
+		rc = sni_hashset_of_parts(prev->parts, prev->n_parts, &prev_hs);
 
 	/* copies on other agents first: the manifest only names blocks that are there */
 	uint32_t want = a->cfg->ckpt_copies ? a->cfg->ckpt_copies : 2;
@@ -505,7 +462,7 @@ static int commit(agent *a, rcds_client *cl, const agent_proc_ref *proc,
 	m.directory = directory;
 	for (size_t p = 0; p < nparts; p++)
 		for (size_t b = 0; b < parts[p]->n_blocks; b++)
-			if (!hashset_has(&prev_hs, parts[p]->blocks[b]->hash.data))
+			if (!sni_hashset_has(&prev_hs, parts[p]->blocks[b]->hash.data))
 				m.new_bytes += parts[p]->blocks[b]->size;
 	if (rc == SNIPE_OK)
 		rc = record(a, cl, &rec, &m, err, errlen);
@@ -544,7 +501,7 @@ static int load(agent *a, rcds_client *cl, const char *proc_urn, uint64_t seq,
                 Snipe__Manifest **out, char *err, size_t errlen)
 {
 	sni_proc rec;
-	struct hashset hs = {0};
+	sni_hashset hs = {0};
 	*out = NULL;
 	int rc = seq == 0 ? read_proc(cl, proc_urn, &rec, err, errlen) : SNIPE_OK;
 	if (seq == 0) {
@@ -556,7 +513,7 @@ static int load(agent *a, rcds_client *cl, const char *proc_urn, uint64_t seq,
 	if (rc == SNIPE_OK)
 		rc = read_manifest(cl, proc_urn, seq, out, err, errlen);
 	if (rc == SNIPE_OK)
-		rc = hashes_of((*out)->parts, (*out)->n_parts, &hs);
+		rc = sni_hashset_of_parts((*out)->parts, (*out)->n_parts, &hs);
 	size_t nmissing = 0;
 	uint8_t (*missing)[SNI_HASH_BYTES] = rc == SNIPE_OK ? malloc((hs.n ? hs.n : 1) *
 	                                                             SNI_HASH_BYTES)
@@ -610,7 +567,7 @@ static int load(agent *a, rcds_client *cl, const char *proc_urn, uint64_t seq,
 		const char *address = peer_address(peers, npeers, (*out)->hosts[h]);
 		if (!failed[h] || address == NULL)
 			continue;
-		struct hashset all = {hs.v, hs.n};
+		sni_hashset all = {hs.v, hs.n};
 		if (peer_copy(a, address, &all, perr, sizeof(perr)) == SNIPE_OK)
 			snipe_log(SNIPE_LOG_WARN, "ckpt", "%s checkpoint %" PRIu64 ": repaired the "
 			          "copy on %s", proc_urn, seq, (*out)->hosts[h]);
@@ -785,7 +742,7 @@ static void do_put(struct job *j)
 			zlen = b->zstd_len;
 			off += zlen;
 		}
-		if (b->hash.len != SNI_HASH_BYTES || b->size > MAX_BLOCK)
+		if (b->hash.len != SNI_HASH_BYTES || b->size > SNI_BLOCK_MAX)
 			j->io.rc = sni_err(j->io.err, sizeof(j->io.err), SNIPE_EINVAL,
 			                   "block %zu: malformed", i);
 		else
@@ -998,15 +955,15 @@ int agent_ckpt_restore_dir(agent *a, const agent_proc_ref *proc, uint64_t seq,
 static void gc_work(agent_io *io, rcds_client *cl)
 {
 	rcds_list l = {0};
-	struct hashset keep = {0};
+	sni_hashset keep = {0};
 	size_t cap = 0, deleted = 0;
 	io->rc = rcds_query(cl, "urn:snipe:ckpt:", NULL, 0, &l, io->err, sizeof(io->err));
 	for (size_t i = 0, j; io->rc == SNIPE_OK && i < l.count; i = j) {
 		for (j = i; j < l.count && strcmp(l.items[j].urn, l.items[i].urn) == 0;)
 			j++;
 		Snipe__Manifest *m = assemble(&l, i, j);
-		struct hashset hs = {0};
-		if (m != NULL && hashes_of(m->parts, m->n_parts, &hs) == SNIPE_OK) {
+		sni_hashset hs = {0};
+		if (m != NULL && sni_hashset_of_parts(m->parts, m->n_parts, &hs) == SNIPE_OK) {
 			if (keep.n + hs.n > cap) {
 				cap = 2 * (keep.n + hs.n);
 				void *grown = realloc(keep.v, cap * SNI_HASH_BYTES);
@@ -1029,7 +986,7 @@ static void gc_work(agent_io *io, rcds_client *cl)
 	}
 	rcds_list_free(&l);
 	if (io->rc == SNIPE_OK) {
-		qsort(keep.v, keep.n, SNI_HASH_BYTES, cmp_hash);
+		qsort(keep.v, keep.n, SNI_HASH_BYTES, sni_hash_cmp);
 		io->rc = agent_blocks_gc(io->a->blocks, (const uint8_t(*)[SNI_HASH_BYTES])keep.v,
 		                         keep.n, snipe_now_ms(), GC_GRACE_MS, &deleted);
 	}

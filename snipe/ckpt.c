@@ -34,8 +34,7 @@ struct snipe_ckpt {
 	char urn[SNIPE_URN_MAX];
 	char agent[256];
 	snipe_key *key;
-	uint8_t (*prev)[SNI_HASH_BYTES]; /* the last checkpoint's hashes, sorted */
-	size_t nprev;
+	sni_hashset prev;               /* the last checkpoint's hashes */
 	Snipe__Manifest *loaded;        /* the last manifest loaded, or NULL */
 	snipe_ckpt_stats stats;
 	struct prev_part *prevp;        /* the parts as last saved or loaded */
@@ -91,7 +90,7 @@ void snipe_ckpt_close(snipe_ckpt *c)
 		return;
 	snipe_key_free(c->key);
 	prev_parts_free(c);
-	free(c->prev);
+	free(c->prev.v);
 	if (c->loaded != NULL)
 		snipe__manifest__free_unpacked(c->loaded, NULL);
 	free(c);
@@ -126,35 +125,22 @@ static int call(snipe_ckpt *c, Snipe__AgentRequest *req, Snipe__AgentReply **r, 
 	return call_attached(c, req, NULL, 0, r, err, errlen);
 }
 
-static int cmp_hash(const void *a, const void *b)
-{
-	return memcmp(a, b, SNI_HASH_BYTES);
-}
-
 static bool in_prev(const snipe_ckpt *c, const uint8_t *hash)
 {
-	return c->nprev > 0 &&
-	       bsearch(hash, c->prev, c->nprev, SNI_HASH_BYTES, cmp_hash) != NULL;
+	return sni_hashset_has(&c->prev, hash);
 }
 
 /* Remembers the hashes of a manifest as the previous checkpoint's. */
 static int remember(snipe_ckpt *c, const Snipe__Manifest *m)
 {
-	size_t n = 0;
-	for (size_t p = 0; p < m->n_parts; p++)
-		n += m->parts[p]->n_blocks;
-	uint8_t (*v)[SNI_HASH_BYTES] = malloc((n ? n : 1) * SNI_HASH_BYTES);
-	if (v == NULL)
-		return SNIPE_ENOMEM;
-	size_t k = 0;
-	for (size_t p = 0; p < m->n_parts; p++)
-		for (size_t b = 0; b < m->parts[p]->n_blocks; b++)
-			if (m->parts[p]->blocks[b]->hash.len == SNI_HASH_BYTES)
-				memcpy(v[k++], m->parts[p]->blocks[b]->hash.data, SNI_HASH_BYTES);
-	qsort(v, k, SNI_HASH_BYTES, cmp_hash);
-	free(c->prev);
-	c->prev = v;
-	c->nprev = k;
+	sni_hashset hs;
+	int rc = sni_hashset_of_parts(m->parts, m->n_parts, &hs);
+	if (rc != SNIPE_OK) {
+		free(hs.v);
+		return rc;
+	}
+	free(c->prev.v);
+	c->prev = hs;
 	return SNIPE_OK;
 }
 

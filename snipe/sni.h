@@ -115,6 +115,21 @@ size_t sni_chunk_cut(const uint8_t *p, size_t n);
 
 /* ---- checkpoint blocks (block.c): named by BLAKE2b-256, stored zstd-compressed. */
 #define SNI_HASH_BYTES 32
+#define SNI_BLOCK_MAX (16u << 20) /* the largest block anyone accepts (chunks are 256 KiB) */
+
+/* memcmp order of two hashes, for qsort and bsearch. */
+int sni_hash_cmp(const void *a, const void *b);
+
+/* A set of block hashes, sorted, each once. */
+struct Snipe__Part;
+typedef struct sni_hashset {
+	uint8_t (*v)[SNI_HASH_BYTES];
+	size_t n;
+} sni_hashset;
+/* The distinct hashes of the blocks of parts (malloc'd: free out->v). SNIPE_EINVAL for a
+ * block reference without a 32-byte hash or larger than SNI_BLOCK_MAX. */
+int sni_hashset_of_parts(struct Snipe__Part *const *parts, size_t nparts, sni_hashset *out);
+bool sni_hashset_has(const sni_hashset *s, const uint8_t hash[SNI_HASH_BYTES]);
 /* Hashes data and compresses it (zstd, fast level): *zstd is malloc'd. */
 int sni_block_make(const uint8_t *data, size_t n, uint8_t hash[SNI_HASH_BYTES],
                    uint8_t **zstd, size_t *zlen);
