@@ -48,19 +48,7 @@ static struct agent_call *call_new(agent *a, void *control, const ProtobufCBinar
 void agent_answer(struct agent_call *c, Snipe__AgentReply *r)
 {
 	r->id = (ProtobufCBinaryData){c->idlen, c->id};
-	size_t len = snipe__agent_reply__get_packed_size(r);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (buf != NULL) {
-		snipe__agent_reply__pack(r, buf);
-		struct nn_iovec iov = {.iov_base = buf, .iov_len = len};
-		struct nn_msghdr hdr = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &c->control,
-		                        .msg_controllen = NN_MSG};
-		if (nn_sendmsg(c->a->sock, &hdr, NN_DONTWAIT) >= 0)
-			c->control = NULL;
-	}
-	if (c->control != NULL)
-		nn_freemsg(c->control);
-	free(buf);
+	sni_rep_reply(c->a->sock, c->control, &r->base);
 	free(c);
 }
 
@@ -368,23 +356,17 @@ static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool
 	snipe__agent_frame__free_unpacked(frame, NULL);
 }
 
+static void take(void *arg, const uint8_t *buf, size_t len, void *control)
+{
+	handle(arg, buf, len, control, false);
+}
+
 static void on_readable(uv_poll_t *h, int status, int events)
 {
 	agent *a = h->data;
 	(void)events;
-	if (status < 0)
-		return;
-	for (int i = 0; i < RECV_BURST; i++) {
-		void *body = NULL, *control = NULL;
-		struct nn_iovec iov = {.iov_base = &body, .iov_len = NN_MSG};
-		struct nn_msghdr hdr = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
-		                        .msg_controllen = NN_MSG};
-		int n = nn_recvmsg(a->sock, &hdr, NN_DONTWAIT);
-		if (n < 0)
-			break;
-		handle(a, body, (size_t)n, control, false);
-		nn_freemsg(body);
-	}
+	if (status >= 0)
+		sni_rep_drain(a->sock, RECV_BURST, take, a);
 }
 
 static void forget_keys(uv_timer_t *t)

@@ -67,22 +67,7 @@ struct rcds_server {
 
 static void send_reply(rcds_server *s, void *control, const Snipe__Reply *r)
 {
-	size_t len = snipe__reply__get_packed_size(r);
-	uint8_t *buf = malloc(len ? len : 1);
-	if (buf == NULL) {
-		nn_freemsg(control);
-		return;
-	}
-	snipe__reply__pack(r, buf);
-	struct nn_iovec iov = {.iov_base = buf, .iov_len = len};
-	struct nn_msghdr hdr = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
-	                        .msg_controllen = NN_MSG};
-	if (nn_sendmsg(s->sock, &hdr, NN_DONTWAIT) < 0) {
-		snipe_log(SNIPE_LOG_DEBUG, "server", "reply dropped (client gone) error=%s",
-		          nn_strerror(nn_errno()));
-		nn_freemsg(control);
-	}
-	free(buf);
+	sni_rep_reply(s->sock, control, &r->base);
 }
 
 static void reply_code(rcds_server *s, void *control, const uint8_t *id, int code,
@@ -699,23 +684,17 @@ static void handle(rcds_server *s, const uint8_t *buf, size_t len, void *control
 	snipe__request__free_unpacked(req, NULL);
 }
 
+static void take(void *server, const uint8_t *buf, size_t len, void *control)
+{
+	handle(server, buf, len, control);
+}
+
 static void on_readable(uv_poll_t *h, int status, int events)
 {
 	rcds_server *s = h->data;
 	(void)events;
-	if (status < 0)
-		return;
-	for (int i = 0; i < RECV_BURST; i++) {
-		void *body = NULL, *control = NULL;
-		struct nn_iovec iov = {.iov_base = &body, .iov_len = NN_MSG};
-		struct nn_msghdr hdr = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
-		                        .msg_controllen = NN_MSG};
-		int n = nn_recvmsg(s->sock, &hdr, NN_DONTWAIT);
-		if (n < 0)
-			break;
-		handle(s, body, (size_t)n, control);
-		nn_freemsg(body);
-	}
+	if (status >= 0)
+		sni_rep_drain(s->sock, RECV_BURST, take, s);
 }
 
 /* -------------------------------------------------------------- life cycle */

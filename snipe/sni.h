@@ -161,6 +161,17 @@ int sni_key_save_instance(const snipe_key *k, const char *path, char *err, size_
 /* The agent endpoint of host (its host record's `address`), from the catalog. */
 int sni_host_address(struct rcds_client *c, const char *host, char *address, size_t len);
 
+/* ---- raw REP sockets (rep.c), the servers' side. */
+/* A request: its bytes (valid during the call) and its routing header, which the
+ * callee owns: it passes it to sni_rep_reply, now or later, or frees it (nn_freemsg). */
+typedef void (*sni_rep_fn)(void *arg, const uint8_t *buf, size_t len, void *control);
+/* Takes up to burst waiting requests from sock without blocking, each to fn. */
+void sni_rep_drain(int sock, int burst, sni_rep_fn fn, void *arg);
+/* Packs msg and sends it back along control (taken, sent or not: a client that is gone
+ * costs a debug line). */
+struct ProtobufCMessage;
+void sni_rep_reply(int sock, void *control, const struct ProtobufCMessage *msg);
+
 /* The protobuf form of a write batch (rcds_batch), its assertions signed with a key.
  * Everything lives in arrays freed by sni_write_msg_free (also after a failed build). */
 struct Snipe__WriteRequest;
