@@ -293,22 +293,17 @@ static void free_strv(char **v)
 
 static void pid_record(struct agent_inst *in, bool add)
 {
-	char path[4096];
+	char path[4096], state;
+	uint64_t start;
 	snprintf(path, sizeof(path), "%s/run/%s.pid", in->a->cfg->state, in->file);
 	if (!add) {
 		unlink(path);
 		return;
 	}
-	char stat_path[64], buf[1024];
-	snprintf(stat_path, sizeof(stat_path), "/proc/%d/stat", in->pid);
-	FILE *f = fopen(stat_path, "r");
-	size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f != NULL)
-		fclose(f);
-	buf[n] = '\0';
-	FILE *out = fopen(path, "w");
+	/* the start time tells the process from a later one given the same pid */
+	FILE *out = sni_proc_stat(in->pid, &state, &start) == SNIPE_OK ? fopen(path, "w") : NULL;
 	if (out != NULL) {
-		fprintf(out, "%d\n%s", in->pid, buf);
+		fprintf(out, "%d %" PRIu64 "\n", in->pid, start);
 		fclose(out);
 	}
 }
@@ -851,19 +846,6 @@ void agent_forget_all(agent *a)
 
 /* ---------------------------------------------------------------- orphans */
 
-/* The start time (field 22 of /proc/PID/stat) in a stat line, or "". */
-static void start_time(const char *stat, char *out, size_t len)
-{
-	const char *p = strrchr(stat, ')');
-	out[0] = '\0';
-	for (int field = 2; p != NULL && field < 22; field++)
-		p = strchr(p + 1, ' ');
-	if (p == NULL)
-		return;
-	size_t n = strcspn(p + 1, " ");
-	snprintf(out, len, "%.*s", (int)n, p + 1);
-}
-
 int agent_kill_orphans(agent *a)
 {
 	char dir[4096];
@@ -873,33 +855,25 @@ int agent_kill_orphans(agent *a)
 	if (d == NULL)
 		return 0;
 	for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
-		char path[8192], rec[1100] = "", now[1100] = "", t1[32], t2[32], stat_path[64];
+		char path[8192], state;
+		uint64_t recorded, start;
+		int pid = 0;
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		FILE *f = fopen(path, "r");
-		int pid = 0;
-		if (f != NULL && fscanf(f, "%d\n", &pid) == 1 && fgets(rec, sizeof(rec), f) != NULL) {
-			snprintf(stat_path, sizeof(stat_path), "/proc/%d/stat", pid);
-			FILE *s = fopen(stat_path, "r");
-			if (s != NULL && fgets(now, sizeof(now), s) != NULL) {
-				start_time(rec, t1, sizeof(t1));
-				start_time(now, t2, sizeof(t2));
-				const char *st = strrchr(now, ')');
-				bool zombie = st != NULL && st[1] == ' ' && st[2] == 'Z';
-				if (pid > 1 && t1[0] != '\0' && strcmp(t1, t2) == 0 && !zombie) {
-					snipe_log(SNIPE_LOG_WARN, "supervise", "killing orphan pid=%d (%s)", pid,
-					          e->d_name);
-					kill(-pid, SIGKILL);
-					kill(pid, SIGKILL);
-					killed++;
-				}
-			}
-			if (s != NULL)
-				fclose(s);
-		}
+		bool ours = f != NULL && fscanf(f, "%d %" SCNu64, &pid, &recorded) == 2 && pid > 1 &&
+		            sni_proc_stat(pid, &state, &start) == SNIPE_OK && start == recorded &&
+		            state != 'Z' && state != 'X';
 		if (f != NULL)
 			fclose(f);
+		if (ours) {
+			snipe_log(SNIPE_LOG_WARN, "supervise", "killing orphan pid=%d (%s)", pid,
+			          e->d_name);
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			killed++;
+		}
 		unlink(path);
 	}
 	closedir(d);

@@ -22,6 +22,12 @@ uint64_t sni_mono_ms(void);
  * 0600), stdin and stdout on /dev/null. For the daemons' main(). */
 int sni_daemonize(const char *log_path, char *err, size_t errlen);
 
+/* A process's state letter and start time (clock ticks since boot) from
+ * /proc/PID/stat: SNIPE_ENOENT if there is no such process. */
+int sni_proc_stat(int pid, char *state, uint64_t *start);
+/* Whether pid is a running process (a zombie waiting to be reaped is not). */
+bool sni_pid_alive(int pid);
+
 /* Writes all n bytes (retrying short writes and EINTR): 0, or -1 with errno set. */
 int sni_write_all(int fd, const void *buf, size_t n);
 

@@ -2,6 +2,7 @@
  * writing a whole buffer. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,4 +79,33 @@ int sni_daemonize(const char *log_path, char *err, size_t errlen)
 	close(null);
 	close(fd);
 	return SNIPE_OK;
+}
+
+int sni_proc_stat(int pid, char *state, uint64_t *start)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = pid > 0 ? fopen(path, "r") : NULL;
+	if (f == NULL)
+		return SNIPE_ENOENT;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": the command may hold spaces and parentheses; the last ')' ends
+	 * it. The state is field 3, the start time field 22. */
+	const char *p = strrchr(buf, ')');
+	if (p == NULL || p[1] != ' ' || p[2] == '\0')
+		return SNIPE_EIO;
+	*state = p[2];
+	for (int field = 2; p != NULL && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	*start = p != NULL ? strtoull(p + 1, NULL, 10) : 0;
+	return SNIPE_OK;
+}
+
+bool sni_pid_alive(int pid)
+{
+	char state;
+	uint64_t start;
+	return sni_proc_stat(pid, &state, &start) == SNIPE_OK && state != 'Z' && state != 'X';
 }

@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "rcds.h"
+#include "sni.h"
 
 #define MAX_REPLICAS 7
 #define MAX_HOSTS 16
@@ -362,21 +363,6 @@ static int cluster_up(const struct cli *c, const char *dir, int m, int hosts)
 
 /* ----------------------------------------------------------------- down */
 
-/* Running (a zombie left for init to reap has ended). */
-static bool alive(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return false;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	const char *end = strrchr(buf, ')');
-	return end != NULL && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
-}
-
 static int cluster_down(const char *dir)
 {
 	char path[4096];
@@ -396,13 +382,13 @@ static int cluster_down(const char *dir)
 	for (int waited = 0; waited < 5000; waited += 50) {
 		int left = 0;
 		for (int i = 0; i < n; i++)
-			left += alive(pids[i]);
+			left += sni_pid_alive(pids[i]);
 		if (left == 0)
 			break;
 		usleep(50 * 1000);
 	}
 	for (int i = 0; i < n; i++)
-		if (alive(pids[i]))
+		if (sni_pid_alive(pids[i]))
 			kill(pids[i], SIGKILL);
 	unlink(path);
 	fprintf(stderr, "cluster: stopped %d processes recorded in %s\n", n, dir);

@@ -183,18 +183,3 @@ void tu_sleep_ms(unsigned ms)
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
 }
-
-bool tu_pid_alive(int pid)
-{
-	char path[64], buf[512];
-	if (pid <= 0 || kill(pid, 0) != 0)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f != NULL)
-		fclose(f);
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}

@@ -59,7 +59,5 @@ size_t tu_mutate(struct tu_rng *r, uint8_t *buf, size_t len, size_t cap);
 /* A monotonic clock in ms; a sleep that resumes after signals. */
 uint64_t tu_mono_ms(void);
 void tu_sleep_ms(unsigned ms);
-/* Whether pid is a live process (a zombie waiting to be reaped is not). */
-bool tu_pid_alive(int pid);
 
 #endif

@@ -27,6 +27,7 @@
 #include "cluster.h"
 #include "rcds.h"
 #include "snipe.h"
+#include "sni.h"
 #include "testutil.h"
 
 /* Asserts that a cluster stopped with every replica and agent ending cleanly. */
@@ -77,7 +78,7 @@ static void unique_seconds(char buf[16])
 static bool gone_within(pid_t pid, int timeout_ms)
 {
 	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
-	while (tu_pid_alive(pid)) {
+	while (sni_pid_alive(pid)) {
 		if (tu_mono_ms() >= deadline)
 			return false;
 		tu_sleep_ms(5);
@@ -161,7 +162,7 @@ static int count_procs(const char *needle, pid_t *pid)
 		size_t n = p > 0 ? proc_file(p, "cmdline", buf, sizeof(buf)) : 0;
 		for (size_t k = 0; k + 1 < n; k++)
 			buf[k] = buf[k] == '\0' ? ' ' : buf[k];
-		if (n > 0 && strstr(buf, needle) != NULL && stat_field(p, 6) == p && tu_pid_alive(p)) {
+		if (n > 0 && strstr(buf, needle) != NULL && stat_field(p, 6) == p && sni_pid_alive(p)) {
 			if (count++ == 0 && pid != NULL)
 				*pid = p;
 		}
@@ -409,7 +410,7 @@ START_TEST(test_kill_ends_the_process_and_records_it_killed)
 	snipe_proc_info info, got;
 	spawn_ok(c, cl, &o, &info);
 	pid_t pid = (pid_t)info.pid;
-	ck_assert(tu_pid_alive(pid));
+	ck_assert(sni_pid_alive(pid));
 
 	char err[256] = "";
 	int rc = snipe_kill(cl, info.urn, err, sizeof(err));
@@ -422,7 +423,7 @@ START_TEST(test_kill_ends_the_process_and_records_it_killed)
 	ck_assert_int_eq(got.pid, 0);
 	ck_assert(got.has_exit);
 	ck_assert_int_eq(got.exit_code, -SIGTERM);
-	ck_assert(!tu_pid_alive(pid));
+	ck_assert(!sni_pid_alive(pid));
 	ck_assert_int_eq(count_procs(needle, NULL), 0);
 
 	tu_assert_code(snipe_kill(cl, info.urn, err, sizeof(err)), SNIPE_EINVAL);
@@ -710,8 +711,8 @@ START_TEST(test_job_of_a_killed_agent_moves_with_the_next_epoch)
 	tc_wait_running_on(c, cl, first.urn, "b", 2, FAILOVER_MS, &moved);
 	fprintf(stderr, "job: moved to b %" PRIu64 " ms after kill -9 of a\n", tu_mono_ms() - t0);
 	ck_assert(tc_agent_log_contains(c, 0, "(the agent is gone)"));
-	ck_assert(!tu_pid_alive((pid_t)first.pid));
-	ck_assert(tu_pid_alive((pid_t)moved.pid));
+	ck_assert(!sni_pid_alive((pid_t)first.pid));
+	ck_assert(sni_pid_alive((pid_t)moved.pid));
 	ck_assert(cmdline_is((pid_t)moved.pid, j.argv, 3));
 	ck_assert_uint_eq(moved.restarts, 1);
 	tu_sleep_ms(300);
@@ -795,7 +796,7 @@ START_TEST(test_restarted_agent_kills_the_orphans_of_its_earlier_run)
 	ck_assert(gone_within(watchdog, 1000));
 	tc_agent_kill(c, 0);
 	tu_sleep_ms(300);
-	ck_assert_msg(tu_pid_alive(orphan), "pid %d died with its agent and watchdog", (int)orphan);
+	ck_assert_msg(sni_pid_alive(orphan), "pid %d died with its agent and watchdog", (int)orphan);
 
 	uint64_t t0 = tu_mono_ms();
 	tc_agent_restart(c, 0);
