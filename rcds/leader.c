@@ -445,7 +445,8 @@ void rcds_leader_applied(rcds_leader *l, const Snipe__Command *cmd, const rcds_r
 		x->stale = true;
 		return;
 	}
-	if (cmd->write == NULL || res->code != SNIPE_OK || x->stale)
+	/* only a leading replica uses the index (a new leader rebuilds it from a scan) */
+	if (l->phase != PHASE_LEADING || cmd->write == NULL || res->code != SNIPE_OK || x->stale)
 		return;
 	const Snipe__WriteRequest *w = cmd->write;
 	for (size_t i = 0; i < w->n_puts + w->n_deletes && !x->stale; i++) {
