@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+#include "sni.h"
 #include "rcds.h"
 
 #define HOSTS 3
@@ -92,28 +94,11 @@ static void pause_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 /* The p-quantile of v[0..n) (sorts v). */
 static double pct(double *v, size_t n, double p)
 {
-	qsort(v, n, sizeof(double), cmp_double);
+	qsort(v, n, sizeof(double), bu_cmp_double);
 	return v[(size_t)(p * (double)(n - 1))];
-}
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
 }
 
 static void on_signal(int sig)
@@ -133,14 +118,14 @@ static int fork_exec_us(struct latency *out, char *err, size_t errlen)
 		double t0 = now_us();
 		pid_t pid = fork();
 		if (pid < 0)
-			return fail(err, errlen, "fork: %s", strerror(errno));
+			return bu_fail(err, errlen, "fork: %s", strerror(errno));
 		if (pid == 0) {
 			execve(argv[0], argv, envp);
 			_exit(127);
 		}
 		int st;
 		if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-			return fail(err, errlen, "/bin/true did not run cleanly");
+			return bu_fail(err, errlen, "/bin/true did not run cleanly");
 		lat[i] = ms_since(t0);
 	}
 	out->p99 = pct(lat, ANCHOR_RUNS, 0.99);
@@ -157,7 +142,7 @@ static int catalog_ms(const struct cluster *c, double *write50, double *read50, 
 	char cerr[256] = "";
 	int rc = rcds_client_open(c->endpoints, c->admin, &cl, cerr, sizeof(cerr));
 	if (rc != SNIPE_OK)
-		return fail(err, errlen, "catalog: %s", cerr);
+		return bu_fail(err, errlen, "catalog: %s", cerr);
 	rcds_client_set_timeout(cl, CLIENT_TIMEOUT_MS);
 	char value[100];
 	memset(value, 'v', sizeof(value));
@@ -184,7 +169,7 @@ static int catalog_ms(const struct cluster *c, double *write50, double *read50, 
 	}
 	rcds_client_close(cl);
 	if (rc != SNIPE_OK)
-		return fail(err, errlen, "catalog write or read: %s", cerr);
+		return bu_fail(err, errlen, "catalog write or read: %s", cerr);
 	*write50 = pct(wl, CATALOG_RUNS, 0.5);
 	*read50 = pct(rl, CATALOG_RUNS, 0.5);
 	return 0;
@@ -220,21 +205,6 @@ static int run_cmd(char *const argv[], rlim_t nofile, const char *out)
 		if (errno != EINTR)
 			return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* The last non-empty line of a file, for error messages. */
-static void last_line(const char *path, char *buf, size_t len)
-{
-	char line[1024];
-	FILE *f = fopen(path, "r");
-	snprintf(buf, len, "(no output)");
-	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-		line[strcspn(line, "\n")] = '\0';
-		if (line[0] != '\0')
-			snprintf(buf, len, "%s", line);
-	}
-	if (f != NULL)
-		fclose(f);
 }
 
 /* The pid of host's agent from DIR/pids ("<pid> snipe-agentd <host>" lines), or -1. */
@@ -279,15 +249,15 @@ static int cluster_up(struct cluster *c, const char *tag, rlim_t nofile, char *e
 	c->nofile = nofile;
 	snprintf(c->dir, sizeof(c->dir), "/tmp/snipe-bench-spawn-%d-%s", (int)getpid(), tag);
 	if (mkdir(c->dir, 0700) != 0)
-		return fail(err, errlen, "cannot create %s: %s", c->dir, strerror(errno));
+		return bu_fail(err, errlen, "cannot create %s: %s", c->dir, strerror(errno));
 	snprintf(out, sizeof(out), "%s/up.out", c->dir);
 	snprintf(hosts, sizeof(hosts), "%d", HOSTS);
 	char *const argv[] = {snipe_bin, "cluster", "up", "--hosts", hosts, "--dir", c->dir, NULL};
 	c->started = true;
 	int rc = run_cmd(argv, nofile, out);
 	if (rc != 0) {
-		last_line(out, line, sizeof(line));
-		return fail(err, errlen, "snipe cluster up (nofile %llu) failed: %s",
+		bu_last_line(out, line, sizeof(line));
+		return bu_fail(err, errlen, "snipe cluster up (nofile %llu) failed: %s",
 		            (unsigned long long)nofile, line);
 	}
 	FILE *f = fopen(out, "r");
@@ -301,73 +271,16 @@ static int cluster_up(struct cluster *c, const char *tag, rlim_t nofile, char *e
 	if (f != NULL)
 		fclose(f);
 	if (c->endpoints[0] == '\0' || c->key_path[0] == '\0')
-		return fail(err, errlen, "snipe cluster up printed no SNIPE_CATALOG/SNIPE_KEY (%s)",
+		return bu_fail(err, errlen, "snipe cluster up printed no SNIPE_CATALOG/SNIPE_KEY (%s)",
 		            out);
 	char kerr[256];
 	if (snipe_key_load(c->key_path, &c->admin, kerr, sizeof(kerr)) != SNIPE_OK)
-		return fail(err, errlen, "admin key: %s", kerr);
+		return bu_fail(err, errlen, "admin key: %s", kerr);
 	c->agent_nofile = proc_nofile(agent_pid(c, "host1"));
 	if (c->agent_nofile != (long)nofile)
-		return fail(err, errlen, "host1's agent runs with nofile %ld, not %llu",
+		return bu_fail(err, errlen, "host1's agent runs with nofile %ld, not %llu",
 		            c->agent_nofile, (unsigned long long)nofile);
 	return 0;
-}
-
-/* Whether pid runs (a zombie does not). */
-static bool running(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f != NULL)
-		fclose(f);
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
-
-/* The processes still alive that belong to dir: their command line names it (daemons,
- * watchdogs) or their working directory is inside it (what the agents ran). Up to max
- * pids into pids; how many. */
-static int belonging(const char *dir, pid_t *pids, int max)
-{
-	DIR *d = opendir("/proc");
-	int n = 0;
-	size_t dl = strlen(dir);
-	for (struct dirent *e = d != NULL ? readdir(d) : NULL; e != NULL && n < max;
-	     e = readdir(d)) {
-		char path[300], buf[4096];
-		pid_t pid = (pid_t)atoi(e->d_name);
-		if (pid <= 1 || pid == getpid() || !running(pid))
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
-		ssize_t len = readlink(path, buf, sizeof(buf) - 1);
-		bool ours = len > 0 && (size_t)len >= dl && strncmp(buf, dir, dl) == 0 &&
-		            (buf[dl] == '/' || (size_t)len == dl);
-		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		len = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-		if (fd >= 0)
-			close(fd);
-		for (ssize_t i = 0; i < len; i++)
-			buf[i] = buf[i] == '\0' ? ' ' : buf[i];
-		buf[len > 0 ? len : 0] = '\0';
-		ours = ours || strstr(buf, dir) != NULL;
-		if (ours)
-			pids[n++] = pid;
-	}
-	if (d != NULL)
-		closedir(d);
-	return n;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 /* `snipe cluster down`, then a check that nothing of the cluster is left: what is
@@ -385,13 +298,13 @@ static int cluster_down(struct cluster *c, bool failing, char *err, size_t errle
 	snprintf(out, sizeof(out), "%s/down.out", c->dir);
 	char *const argv[] = {snipe_bin, "cluster", "down", "--dir", c->dir, NULL};
 	if (run_cmd(argv, 0, out) != 0) {
-		last_line(out, line, sizeof(line));
-		rc = fail(err, errlen, "snipe cluster down failed: %s", line);
+		bu_last_line(out, line, sizeof(line));
+		rc = bu_fail(err, errlen, "snipe cluster down failed: %s", line);
 	}
 	pid_t left[64];
 	int n = 0;
 	for (int waited = 0; waited <= 5000; waited += 100) {
-		n = belonging(c->dir, left, 64);
+		n = bu_belonging(c->dir, left, 64);
 		if (n == 0)
 			break;
 		pause_ms(100);
@@ -409,9 +322,9 @@ static int cluster_down(struct cluster *c, bool failing, char *err, size_t errle
 		kill(left[i], SIGKILL);
 	}
 	if (n > 0 && rc == 0)
-		rc = fail(err, errlen, "%d processes of %s outlived snipe cluster down", n, c->dir);
+		rc = bu_fail(err, errlen, "%d processes of %s outlived snipe cluster down", n, c->dir);
 	if (!keep_dirs && !failing && rc == 0)
-		nftw(c->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		bu_remove_tree(c->dir);
 	return rc;
 }
 
@@ -518,7 +431,7 @@ static int lat_block(struct lat_run *r, bool placed, int n, bool record, char *e
 	for (int i = 0; i < n; i++) {
 		snipe_proc_info info;
 		if (interrupted)
-			return fail(err, errlen, "interrupted");
+			return bu_fail(err, errlen, "interrupted");
 		int k = c->lat_spawned++;
 		snprintf(name, sizeof(name), "lat-%d", k);
 		snprintf(host, sizeof(host), "host%d", k % HOSTS + 1);
@@ -527,9 +440,9 @@ static int lat_block(struct lat_run *r, bool placed, int n, bool record, char *e
 		               serr, sizeof(serr));
 		double ms = ms_since(t0);
 		if (rc == SNIPE_OK && strcmp(info.state, "running") != 0)
-			rc = fail(serr, sizeof(serr), "%s is %s, not running", info.urn, info.state);
+			rc = bu_fail(serr, sizeof(serr), "%s is %s, not running", info.urn, info.state);
 		if (rc != SNIPE_OK)
-			return fail(err, errlen, "spawn (%s, nofile %llu): %s",
+			return bu_fail(err, errlen, "spawn (%s, nofile %llu): %s",
 			            placed ? "placed" : "host given", (unsigned long long)c->nofile, serr);
 		if (record && placed)
 			r->placed[r->nplaced++] = ms;
@@ -808,54 +721,54 @@ static int failover_round(const struct cluster *c, rcds_client *cl, const char *
 	char serr[256], host[SNIPE_URN_NAME_MAX + 1], state[16], path[64], cmdline[4096];
 	uint64_t v0, v;
 	if (snipe_proc_get(cl, urn, &before, serr, sizeof(serr)) != SNIPE_OK)
-		return fail(err, errlen, "failover: %s", serr);
+		return bu_fail(err, errlen, "failover: %s", serr);
 	if (strcmp(before.state, "running") != 0)
-		return fail(err, errlen, "failover: %s is %s before the kill", urn, before.state);
+		return bu_fail(err, errlen, "failover: %s is %s before the kill", urn, before.state);
 	snprintf(host, sizeof(host), "%s", before.host);
 	pid_t pid = agent_pid(c, host);
 	if (pid <= 0)
-		return fail(err, errlen, "failover: no agent pid for %s in %s/pids", host, c->dir);
+		return bu_fail(err, errlen, "failover: no agent pid for %s in %s/pids", host, c->dir);
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t len = fd >= 0 ? read(fd, cmdline, sizeof(cmdline)) : -1;
 	if (fd >= 0)
 		close(fd);
 	if (len <= 0 || (size_t)len == sizeof(cmdline))
-		return fail(err, errlen, "failover: cannot read %s", path);
+		return bu_fail(err, errlen, "failover: cannot read %s", path);
 	if (host_state(cl, host, state, sizeof(state), &v0, serr, sizeof(serr)) != 0)
-		return fail(err, errlen, "failover: host %s: %s", host, serr);
+		return bu_fail(err, errlen, "failover: host %s: %s", host, serr);
 
 	double t0 = now_us();
 	kill(pid, SIGKILL);
 	for (;;) {
 		if (interrupted)
-			return fail(err, errlen, "interrupted");
+			return bu_fail(err, errlen, "interrupted");
 		int rc = snipe_proc_get(cl, urn, &now, serr, sizeof(serr));
 		if (rc == SNIPE_OK && strcmp(now.state, "running") == 0 && strcmp(now.host, host) != 0)
 			break;
 		if (ms_since(t0) > ROUND_TIMEOUT_MS)
-			return fail(err, errlen, "failover: %s not running elsewhere %d s after %s's agent "
+			return bu_fail(err, errlen, "failover: %s not running elsewhere %d s after %s's agent "
 			            "was killed (%s)", urn, ROUND_TIMEOUT_MS / 1000, host,
 			            rc == SNIPE_OK ? now.state : serr);
 		pause_ms(POLL_MS);
 	}
 	*ms = ms_since(t0);
-	if (before.pid > 0 && running((pid_t)before.pid))
+	if (before.pid > 0 && sni_pid_alive((pid_t)before.pid))
 		fprintf(stderr, "bench_spawn: %s's old run (pid %lld on %s) still runs after it moved "
 		        "to %s\n", urn, (long long)before.pid, host, now.host);
 
-	for (int waited = 0; running(pid) && waited < 2000; waited += POLL_MS)
+	for (int waited = 0; sni_pid_alive(pid) && waited < 2000; waited += POLL_MS)
 		pause_ms(POLL_MS);
 	pid_t np = respawn(c, host, cmdline, (size_t)len);
 	if (np <= 0 || record_pid(c, host, pid, np) != 0)
-		return fail(err, errlen, "failover: cannot restart %s's agent", host);
+		return bu_fail(err, errlen, "failover: cannot restart %s's agent", host);
 	double t1 = now_us();
 	while (host_state(cl, host, state, sizeof(state), &v, serr, sizeof(serr)) != 0 ||
 	       strcmp(state, "up") != 0 || v <= v0) {
 		if (interrupted)
-			return fail(err, errlen, "interrupted");
+			return bu_fail(err, errlen, "interrupted");
 		if (ms_since(t1) > ROUND_TIMEOUT_MS)
-			return fail(err, errlen, "failover: %s not up again %d s after its agent restarted "
+			return bu_fail(err, errlen, "failover: %s not up again %d s after its agent restarted "
 			            "(see %s/%s.log)", host, ROUND_TIMEOUT_MS / 1000, c->dir, host);
 		pause_ms(POLL_MS);
 	}
@@ -877,7 +790,7 @@ static int failover(const struct cluster *c, double *p50, double *max, char *err
 	int rc = spawn(cl, "failover", NULL, SNIPE_RESTART_ALWAYS, cmd, 2, &info, serr,
 	               sizeof(serr));
 	if (rc != SNIPE_OK)
-		rc = fail(err, errlen, "failover: spawn: %s", serr);
+		rc = bu_fail(err, errlen, "failover: spawn: %s", serr);
 	for (int i = 0; rc == 0 && i < FAILOVERS; i++)
 		rc = failover_round(c, cl, info.urn, &ms[i], err, errlen);
 	rcds_client_close(cl);
@@ -929,11 +842,6 @@ static rlim_t high_nofile(void)
 	return max;
 }
 
-static const char *verdict(bool met)
-{
-	return met ? "met" : "missed";
-}
-
 static void print_table(const struct results *r)
 {
 	double fe = r->anchor.p50, fe99 = r->anchor.p99;
@@ -949,17 +857,17 @@ static void print_table(const struct results *r)
 	printf("  %-28s %12s   %-16s %s\n", "measure", "value", "target", "verdict, ratio");
 	printf("  %-28s %9.2f ms   <= %.0f ms          %-6s  %4.1f x fork+exec p50\n",
 	       "spawn p50, placed", r->hi_placed.p50, SPAWN_P50_MS,
-	       verdict(r->hi_placed.p50 <= SPAWN_P50_MS), r->hi_placed.p50 / fe);
+	       bu_verdict(r->hi_placed.p50 <= SPAWN_P50_MS), r->hi_placed.p50 / fe);
 	printf("  %-28s %9.2f ms   %-16s %-6s  %4.1f x fork+exec p99\n", "spawn p99, placed",
 	       r->hi_placed.p99, "", "", r->hi_placed.p99 / fe99);
 	printf("  %-28s %9.2f ms   <= %.0f ms          %-6s  %4.1f x fork+exec p50\n",
 	       "spawn p50, host given", r->hi_host.p50, SPAWN_P50_MS,
-	       verdict(r->hi_host.p50 <= SPAWN_P50_MS), r->hi_host.p50 / fe);
+	       bu_verdict(r->hi_host.p50 <= SPAWN_P50_MS), r->hi_host.p50 / fe);
 	printf("  %-28s %9.2f ms   %-16s %-6s  %4.1f x fork+exec p99\n", "spawn p99, host given",
 	       r->hi_host.p99, "", "", r->hi_host.p99 / fe99);
 	printf("  %-28s %9.0f /s   >= %.0f /s        %-6s  %ld ok, %ld failed in %.1f s; "
 	       "%ld/s in the 1st s, %ld/s in the %dth\n", "spawns/s, 32 in flight", rate,
-	       SPAWNS_PER_S, verdict(rate >= SPAWNS_PER_S), r->tput.ok, r->tput.failed,
+	       SPAWNS_PER_S, bu_verdict(rate >= SPAWNS_PER_S), r->tput.ok, r->tput.failed,
 	       r->tput.seconds, atomic_load(&r->tput.per_second[0]),
 	       atomic_load(&r->tput.per_second[last]), last + 1);
 	if (r->tput.failed > 0)
@@ -975,11 +883,11 @@ static void print_table(const struct results *r)
 	printf("  %-28s %9.2f ms   %-16s %-6s  placed; host given %.2f ms\n", lo, r->lo_placed.p50,
 	       "", "", r->lo_host.p50);
 	printf("  %-28s %9.2f ms   <= %.2f x above  %-6s  %.2f x; host given %.2f ms\n", hi,
-	       r->hi_placed.p50, NOFILE_RATIO, verdict(nf <= NOFILE_RATIO), nf, r->hi_host.p50);
+	       r->hi_placed.p50, NOFILE_RATIO, bu_verdict(nf <= NOFILE_RATIO), nf, r->hi_host.p50);
 	printf("  %-28s %9.0f ms   < %.0f ms        %-6s  agent SIGKILLed -> running elsewhere\n",
-	       "failover p50", r->fo50, FAILOVER_P50_MS, verdict(r->fo50 < FAILOVER_P50_MS));
+	       "failover p50", r->fo50, FAILOVER_P50_MS, bu_verdict(r->fo50 < FAILOVER_P50_MS));
 	printf("  %-28s %9.0f ms   < %.0f ms        %-6s  over %d kills\n", "failover max",
-	       r->fomax, FAILOVER_MAX_MS, verdict(r->fomax < FAILOVER_MAX_MS), FAILOVERS);
+	       r->fomax, FAILOVER_MAX_MS, bu_verdict(r->fomax < FAILOVER_MAX_MS), FAILOVERS);
 	if (r->flapped[0] != '\0')
 		printf("\n  note: the catalog marked %s down while %d spawns were in flight (a lease "
 		       "not renewed in time): its processes were fenced and moved\n", r->flapped,
@@ -1042,12 +950,12 @@ static int measure_high(struct cluster *c, struct results *r, char *err, size_t 
 			snprintf(r->flapped + u, sizeof(r->flapped) - u, "%shost%d", u ? ", " : "", i + 1);
 	}
 	if (interrupted)
-		return fail(err, errlen, "interrupted");
+		return bu_fail(err, errlen, "interrupted");
 	if (r->tput.ok == 0)
-		return fail(err, errlen, "no spawn succeeded with %d in flight: %s", INFLIGHT,
+		return bu_fail(err, errlen, "no spawn succeeded with %d in flight: %s", INFLIGHT,
 		            r->tput.first_err);
 	if (ms_since(t0) >= ROUND_TIMEOUT_MS)
-		return fail(err, errlen, "not every host up %d s after the spawns with %d in flight",
+		return bu_fail(err, errlen, "not every host up %d s after the spawns with %d in flight",
 		            ROUND_TIMEOUT_MS / 1000, INFLIGHT);
 	return failover(c, &r->fo50, &r->fomax, err, errlen);
 }
@@ -1089,9 +997,9 @@ int main(int argc, char **argv)
 	if (rc == 0)
 		rc = measure_high(&hi, &r, err, sizeof(err));
 	if (cluster_down(&lo, rc != 0, derr, sizeof(derr)) != 0 && rc == 0)
-		rc = fail(err, sizeof(err), "%s", derr);
+		rc = bu_fail(err, sizeof(err), "%s", derr);
 	if (cluster_down(&hi, rc != 0, derr, sizeof(derr)) != 0 && rc == 0)
-		rc = fail(err, sizeof(err), "%s", derr);
+		rc = bu_fail(err, sizeof(err), "%s", derr);
 	if (rc != 0)
 		fprintf(stderr, "bench_spawn: %s\n", err);
 	if (lo.dir[0] != '\0' && access(lo.dir, F_OK) == 0)
