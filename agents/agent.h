@@ -34,6 +34,9 @@ typedef struct agent_settings {
 	uint32_t cores, memory_mb;
 	uint32_t ckpt_copies;  /* agents that must hold a checkpoint's blocks (default 2) */
 	uint32_t ckpt_keep;    /* checkpoints kept per process (default 2) */
+	const char *msg_listen;   /* where other agents send messages (tcp://) */
+	uint32_t msg_timeout_ms;  /* a receiver not found for this long fails (default 5000) */
+	uint32_t msg_buffer;      /* messages kept per (sender, receiver) pair (default 4096) */
 } agent_settings;
 
 typedef struct agent agent;

@@ -25,14 +25,14 @@
 static const char *const known_keys[] = {
 	"name", "catalog", "key", "listen", "state", "labels", "heartbeat_ms", "lease_ms",
 	"backoff_ms", "backoff_max_ms", "fence", "cores", "memory_mb", "log_level",
-	"ckpt_copies", "ckpt_keep", NULL,
+	"ckpt_copies", "ckpt_keep", "msg_listen", "msg_timeout_ms", "msg_buffer", NULL,
 };
 
 /* Flag names, in the order of their getopt values 1.. (ini key: '-' becomes '_'). */
 static const char *const flag_names[] = {
 	NULL, "name", "catalog", "key", "listen", "state", "labels", "heartbeat-ms", "lease-ms",
 	"backoff-ms", "backoff-max-ms", "fence", "cores", "memory-mb", "log-level",
-	"ckpt-copies", "ckpt-keep",
+	"ckpt-copies", "ckpt-keep", "msg-listen", "msg-timeout-ms", "msg-buffer",
 };
 #define NFLAGS ((int)(sizeof(flag_names) / sizeof(flag_names[0])))
 
@@ -58,6 +58,12 @@ static void usage(FILE *to)
 	        "  --cores N, --memory-mb N   what to advertise (default: this machine's)\n"
 	        "  --ckpt-copies N      agents holding a checkpoint before it counts (default 2)\n"
 	        "  --ckpt-keep N        checkpoints kept per process (default 2)\n"
+	        "  --msg-listen ENDPOINT  where other agents send messages (default: --listen's\n"
+	        "                       port + 1)\n"
+	        "  --msg-timeout-ms N   give up on a message to a URN that names no running\n"
+	        "                       process after N ms (default 5000)\n"
+	        "  --msg-buffer N       messages kept per sender and receiver until the\n"
+	        "                       receiver no longer needs them (default 4096)\n"
 	        "  --log-level LEVEL    debug, info, warn or error\n"
 	        "  -d                   stay in the foreground (otherwise: daemon, log to "
 	        "DIR/agentd.log)\n"
@@ -119,6 +125,29 @@ static int check_labels(const char *labels)
 	return 0;
 }
 
+/* The message endpoint: given (tcp://), or the --listen port + 1. */
+static int msg_listen(const snipe_config *cfg, agent_settings *st)
+{
+	static char derived[300];
+	const char *v = snipe_config_get(cfg, "agent", "msg_listen");
+	if (v != NULL && *v != '\0') {
+		if (strncmp(v, "tcp://", 6) != 0)
+			return fail("msg_listen: '%s' is not a tcp:// endpoint", v);
+		st->msg_listen = v;
+		return 0;
+	}
+	const char *colon = strrchr(st->listen, ':');
+	uint64_t port = 0;
+	if (strncmp(st->listen, "tcp://", 6) != 0 || colon == NULL ||
+	    snipe_parse_u64(colon + 1, 1, 65534, &port) != SNIPE_OK)
+		return fail("msg_listen is required when listen (%s) is not tcp://HOST:PORT",
+		            st->listen);
+	snprintf(derived, sizeof(derived), "%.*s:%llu", (int)(colon - st->listen), st->listen,
+	         (unsigned long long)port + 1);
+	st->msg_listen = derived;
+	return 0;
+}
+
 static int settle(const snipe_config *cfg, agent_settings *st)
 {
 	char err[512];
@@ -137,6 +166,8 @@ static int settle(const snipe_config *cfg, agent_settings *st)
 		return fail("name: %s", err);
 	if (strncmp(st->listen, "tcp://", 6) != 0 && strncmp(st->listen, "ipc://", 6) != 0)
 		return fail("listen: '%s' is not a tcp:// or ipc:// endpoint", st->listen);
+	if (msg_listen(cfg, st) != 0)
+		return -1;
 	const char *labels = snipe_config_get(cfg, "agent", "labels");
 	st->labels = labels != NULL ? labels : "";
 	if (check_labels(st->labels) != 0)
@@ -161,7 +192,9 @@ static int settle(const snipe_config *cfg, agent_settings *st)
 	    number(cfg, "cores", 1, 65536, cores > 0 ? (uint64_t)cores : 1, &st->cores) != 0 ||
 	    number(cfg, "memory_mb", 1, UINT32_MAX, mem, &st->memory_mb) != 0 ||
 	    number(cfg, "ckpt_copies", 1, 16, 2, &st->ckpt_copies) != 0 ||
-	    number(cfg, "ckpt_keep", 1, 1000, 2, &st->ckpt_keep) != 0)
+	    number(cfg, "ckpt_keep", 1, 1000, 2, &st->ckpt_keep) != 0 ||
+	    number(cfg, "msg_timeout_ms", 10, 3600000, 5000, &st->msg_timeout_ms) != 0 ||
+	    number(cfg, "msg_buffer", 16, 1u << 20, 4096, &st->msg_buffer) != 0)
 		return -1;
 	if (st->lease_ms < 2 * st->heartbeat_ms)
 		return fail("lease_ms (%u) must be at least twice heartbeat_ms (%u)", st->lease_ms,

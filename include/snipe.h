@@ -59,7 +59,9 @@ extern "C" {
 	X(ESTALE, -58, "stale epoch: the process has moved on")                      \
 	X(ESPAWN, -60, "the command could not be started")                           \
 	X(EFENCED, -61, "the host's lease lapsed: it runs nothing until renewed")          \
-	X(ECORRUPT, -62, "data does not match its hash")
+	X(ECORRUPT, -62, "data does not match its hash")                            \
+	X(EAGAIN, -63, "would block: the send window is full")                      \
+	X(ETOOBIG, -64, "message larger than SNIPE_MSG_MAX")
 
 enum snipe_error {
 #define SNIPE_ERR_ENUM_(name, value, msg) SNIPE_##name = (value),
@@ -209,6 +211,7 @@ enum snipe_msg_type {
 	SNIPE_MSG_CATALOG_REQUEST = 2, /* a catalog Request (catalog.proto) */
 	SNIPE_MSG_SESSION_OPEN = 3, /* a SessionOpen: start a session (always signed) */
 	SNIPE_MSG_AGENT_REQUEST = 4, /* an AgentRequest to a host agent (agent.proto) */
+	SNIPE_MSG_CHAN_HELLO = 5, /* a ChanHello: open a message channel (msg.proto) */
 };
 
 #define SNIPE_NONCE_BYTES 16
@@ -484,6 +487,66 @@ void snipe_ckpt_get_stats(const snipe_ckpt *c, snipe_ckpt_stats *out);
 /* Directory mode (spawned with --ckpt-dir): has the agent snapshot the directory now;
  * *seq is the checkpoint committed. What `snipe ckpt commit` does. */
 int snipe_ckpt_commit_dir(snipe_ckpt *c, uint64_t *seq, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------- messages */
+/*
+ * Messages between processes, addressed by URN. A program started by a SNIPE agent
+ * joins with snipe_open (its identity is the one the agent gave it) and sends to any
+ * process by its URN; the agents route each message to the host the catalog names,
+ * follow the receiver when it moves, and resend what was lost.
+ *
+ * The guarantee (docs/messages.md says it precisely): per (sender, receiver), messages
+ * arrive in the order sent and exactly once while the sender's agent lives. A receiver
+ * that opened with a checkpoint handle stores its position in every checkpoint it
+ * saves; restarted (here or on another host) it resumes right after the position in
+ * the checkpoint it restored, and gets every later message exactly once. Without a
+ * checkpoint handle, a restarted receiver resumes after the last message it had taken
+ * and acknowledged: up to a window of messages taken just before a crash may come
+ * again. One thread at a time per context.
+ */
+typedef struct snipe_ctx snipe_ctx;
+#define SNIPE_MSG_MAX (256u * 1024u) /* the largest message body */
+#define SNIPE_NONBLOCK 1             /* snipe_send: SNIPE_EAGAIN instead of waiting */
+/*
+ * Joins: connects to the agent named by SNIPE_MSG (set by the agent at spawn) with the
+ * instance key SNIPE_PROC_KEY. ck (may be NULL) ties message positions to checkpoints:
+ * the position saved with the latest checkpoint is restored now, and every later
+ * snipe_ckpt_save on ck records it (the part named "snipe.msg"). ck must outlive the
+ * context. SNIPE_ENOENT when not started by an agent (err names the variable).
+ */
+int snipe_open(snipe_ckpt *ck, snipe_ctx **out, char *err, size_t errlen);
+/* Hands the agent any messages not yet taken (waiting up to 5 s), then leaves. Messages
+ * the agent took are delivered after close too, while the agent lives. NULL: no-op. */
+void snipe_close(snipe_ctx *ctx);
+/* This process's URN. */
+const char *snipe_self(const snipe_ctx *ctx);
+/*
+ * Sends len bytes (at most SNIPE_MSG_MAX) to the process urn with the program's own tag.
+ * Returns once the agent has the message queued, or it is in the bounded window of
+ * messages on their way to it; waits while the window is full (flags SNIPE_NONBLOCK:
+ * returns SNIPE_EAGAIN instead). The first message to a URN waits until the agent has
+ * found it: SNIPE_ENOTFOUND if the catalog names no such process, or it has ended,
+ * within the agent's --msg-timeout-ms. Later, the agent may give up on a receiver that
+ * ended: the next send to it returns that code once. SNIPE_EINVAL for a bad URN,
+ * SNIPE_ETOOBIG, SNIPE_EIO if the agent is gone. snipe_error says more.
+ */
+int snipe_send(snipe_ctx *ctx, const char *urn, uint32_t tag, const void *buf, size_t len,
+               int flags);
+/*
+ * The next message, waiting at most timeout_ms (0: do not wait; -1: forever). *from is
+ * the sender's URN, valid until the next snipe_recv or snipe_close; *buf is malloc'd
+ * (free it; a zero-length message gives a non-NULL buffer). SNIPE_ETIMEDOUT if none.
+ */
+int snipe_recv(snipe_ctx *ctx, const char **from, uint32_t *tag, void **buf, size_t *len,
+               int timeout_ms);
+/* Waits (at most timeout_ms, -1: forever) until the agent has taken every message sent
+ * so far; returns the first failure it reported, else SNIPE_OK. */
+int snipe_flush(snipe_ctx *ctx, int timeout_ms);
+/* A descriptor that polls readable when snipe_recv(ctx, ..., 0) may have a message
+ * (or acknowledgements to process): call it until SNIPE_ETIMEDOUT. */
+int snipe_fd(snipe_ctx *ctx);
+/* The reason for the last failure of a call on ctx ("" if none). */
+const char *snipe_error(const snipe_ctx *ctx);
 
 /* Wall clock, milliseconds since the Unix epoch. */
 uint64_t snipe_now_ms(void);

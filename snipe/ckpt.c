@@ -39,7 +39,13 @@ struct snipe_ckpt {
 	snipe_ckpt_stats stats;
 	struct prev_part *prevp;        /* the parts as last saved or loaded */
 	size_t nprevp;
+	struct snipe_ctx *msg;          /* its positions go in every save (msg.c) */
 };
+
+void sni_ckpt_bind_msg(snipe_ckpt *c, struct snipe_ctx *m)
+{
+	c->msg = m;
+}
 
 static void prev_parts_free(snipe_ckpt *c)
 {
@@ -377,16 +383,11 @@ static void keep_parts(snipe_ckpt *c, const snipe_ckpt_part *parts, size_t n,
 	free(reuse);
 }
 
-int snipe_ckpt_save_parts(snipe_ckpt *c, const snipe_ckpt_part *parts, size_t n, char *err,
-                          size_t errlen)
+static int save_parts(snipe_ckpt *c, const snipe_ckpt_part *parts, size_t n, char *err,
+                      size_t errlen)
 {
 	struct cut *cuts = NULL;
 	size_t ncuts = 0;
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = i + 1; j < n; j++)
-			if (strcmp(parts[i].name, parts[j].name) == 0)
-				return sni_err(err, errlen, SNIPE_EINVAL, "checkpoint part '%s' given twice",
-				               parts[i].name);
 	int rc = cut_parts(c, parts, n, &cuts, &ncuts);
 	if (rc != SNIPE_OK)
 		return rc;
@@ -570,6 +571,39 @@ int snipe_ckpt_load_part(snipe_ckpt *c, const char *name, void **buf, size_t *le
 			return read_part(c, c->loaded->parts[p], buf, len, err, errlen);
 	return sni_err(err, errlen, SNIPE_ENOTFOUND, "checkpoint %llu has no part '%s'",
 	               (unsigned long long)c->loaded->seq, name);
+}
+
+int snipe_ckpt_save_parts(snipe_ckpt *c, const snipe_ckpt_part *parts, size_t n, char *err,
+                          size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(parts[i].name, SNI_MSG_PART) == 0)
+			return sni_err(err, errlen, SNIPE_EINVAL, "checkpoint part name '%s' is reserved",
+			               SNI_MSG_PART);
+		for (size_t j = i + 1; j < n; j++)
+			if (strcmp(parts[i].name, parts[j].name) == 0)
+				return sni_err(err, errlen, SNIPE_EINVAL, "checkpoint part '%s' given twice",
+				               parts[i].name);
+	}
+	if (c->msg == NULL)
+		return save_parts(c, parts, n, err, errlen);
+	/* with the message positions as they are now: once committed, the senders may
+	 * forget what they cover */
+	snipe_ckpt_part *all = calloc(n + 1, sizeof(*all));
+	uint8_t *state = NULL;
+	size_t len = 0;
+	int rc = all == NULL ? SNIPE_ENOMEM : sni_msg_snapshot(c->msg, &state, &len);
+	if (rc == SNIPE_OK) {
+		memcpy(all, parts, n * sizeof(*parts));
+		all[n] = (snipe_ckpt_part){SNI_MSG_PART, state, len};
+		rc = save_parts(c, all, n + 1, err, errlen);
+		if (rc == SNIPE_OK)
+			sni_msg_committed(c->msg);
+	} else
+		sni_err(err, errlen, rc, "%s", snipe_strerror(rc));
+	free(state);
+	free(all);
+	return rc;
 }
 
 int snipe_ckpt_load(snipe_ckpt *c, void **buf, size_t *len, char *err, size_t errlen)

@@ -234,4 +234,48 @@ bool sni_proc_state_active(const char *state);
  * by its policy ("never", "on-failure", "always"). */
 bool sni_proc_policy_restarts(const char *policy, int code);
 
+/* ---- message channels (chan.c, msg.proto): a signed hello with an X25519 key
+ * (crypto_kx), then ChanBody frames sealed with ChaCha20-Poly1305-IETF under the derived
+ * keys, the 64-bit counter as nonce and the channel id as associated data. The opener
+ * is the crypto_kx client. Counters only go up: a frame not above the last one opened
+ * is a replay. */
+#include "msg.pb-c.h"
+#define SNI_CHAN_ID_BYTES 16
+typedef struct sni_chan {
+	uint8_t id[SNI_CHAN_ID_BYTES];
+	uint8_t tx[32], rx[32];
+	uint64_t tx_counter, rx_counter; /* last sealed, last opened */
+} sni_chan;
+/* The opener's half, until the answer comes. */
+typedef struct sni_chan_hello {
+	uint8_t kx_pk[32], kx_sk[32];
+	uint8_t nonce[16];
+} sni_chan_opener;
+/* Opener: a ChanFrame (packed, malloc'd) whose hello is signed by k (from, to). */
+int sni_chan_hello(const snipe_key *k, const char *from, const char *to, sni_chan_opener *h,
+                   uint8_t **frame, size_t *len);
+/* Answerer, for an opened and checked hello: makes ch and the answering ChanFrame
+ * (malloc'd), whose welcome is signed by k, or bare if k is NULL. SNIPE_EDECODE for an
+ * unusable key. */
+int sni_chan_accept(const snipe_key *k, const char *from, const Snipe__ChanHello *hello,
+                    sni_chan *ch, uint8_t **frame, size_t *len);
+/* Opener: completes ch from the answer (its nonce must repeat the hello's). Wipes h. */
+int sni_chan_complete(sni_chan_opener *h, const Snipe__ChanHello *welcome, sni_chan *ch);
+/* A sealed ChanFrame (packed, malloc'd) holding body. */
+int sni_chan_seal(sni_chan *ch, const Snipe__ChanBody *body, uint8_t **frame, size_t *len);
+/* Opens a decoded sealed frame of ch: SNIPE_EREPLAY (counter not above the last),
+ * SNIPE_EBADSIG (forged or damaged), SNIPE_EDECODE. *body: free with
+ * snipe__chan_body__free_unpacked. */
+int sni_chan_open(sni_chan *ch, const Snipe__ChanFrame *f, Snipe__ChanBody **body);
+
+/* ---- messages and checkpoints (msg.c, ckpt.c): a context opened with a checkpoint
+ * handle stores its positions in the part "snipe.msg" of every save. */
+#define SNI_MSG_PART "snipe.msg"
+struct snipe_ctx;
+void sni_ckpt_bind_msg(snipe_ckpt *c, struct snipe_ctx *m);
+/* The positions to store now (*buf malloc'd); remembered until committed. */
+int sni_msg_snapshot(struct snipe_ctx *m, uint8_t **buf, size_t *len);
+/* The last snapshot is in a committed checkpoint: the senders may forget up to it. */
+void sni_msg_committed(struct snipe_ctx *m);
+
 #endif

@@ -240,17 +240,19 @@ static int start_agents(const char *dir, const char *endpoints, int n, pid_t *pi
 	char agentd[4096];
 	find_binary("snipe-agentd", agentd, sizeof(agentd));
 	for (int i = 0; i < n; i++) {
-		char name[32], key[4200], state[4200], log[4200], listen[64];
-		int port = free_port();
-		if (port < 0)
+		char name[32], key[4200], state[4200], log[4200], listen[64], msg[64];
+		int port = free_port(), msg_port = free_port();
+		if (port < 0 || msg_port < 0)
 			return cli_fail(CLI_FAIL, "cluster: no free loopback port");
 		snprintf(name, sizeof(name), "host%d", i + 1);
 		snprintf(key, sizeof(key), "%s/%s.key", dir, name);
 		snprintf(state, sizeof(state), "%s/%s", dir, name);
 		snprintf(log, sizeof(log), "%s/%s.log", dir, name);
 		snprintf(listen, sizeof(listen), "tcp://127.0.0.1:%d", port);
-		char *argv[] = {agentd, "-d", "--name", name, "--catalog", (char *)endpoints, "--key",
-		                key, "--listen", listen, "--state", state, NULL};
+		snprintf(msg, sizeof(msg), "tcp://127.0.0.1:%d", msg_port);
+		char *argv[] = {agentd, "-d", "--name", name, "--catalog", (char *)endpoints,
+		                "--key", key, "--listen", listen, "--msg-listen", msg,
+		                "--state", state, NULL};
 		pids[i] = spawn_daemon(argv, log);
 		if (pids[i] < 0)
 			return cli_fail(CLI_FAIL, "cluster: cannot start %s: %s", agentd, strerror(errno));

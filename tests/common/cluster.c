@@ -63,6 +63,7 @@ struct agent {
 	struct daemon d;
 	char name[SNIPE_URN_NAME_MAX + 1];
 	char endpoint[64];      /* tcp://address:port, its --listen */
+	char msg_endpoint[64];  /* tcp://address:port, its --msg-listen */
 	char *state;            /* DIR/host-NAME */
 	char *key;              /* DIR/host-NAME.key (role host, host=NAME) */
 	char *netns;            /* the network namespace it runs in, or NULL */
@@ -1029,14 +1030,18 @@ int tc_agent_launch(tc_cluster *c, const char *agentd, const char *name,
 	write_as_admin(c, b, what);
 	rcds_batch_free(b);
 
-	pick_ports(c, &port, 1);
+	int ports[2];
+	pick_ports(c, ports, 2);
+	port = ports[0];
 	snprintf(h->endpoint, sizeof(h->endpoint), "tcp://%s:%d",
 	         o->address != NULL ? o->address : "127.0.0.1", port);
+	snprintf(h->msg_endpoint, sizeof(h->msg_endpoint), "tcp://%s:%d",
+	         o->address != NULL ? o->address : "127.0.0.1", ports[1]);
 	char *catalog = agent_catalog(c, o->catalog_address);
 	const char *level = getenv("SNIPE_TEST_LOG_LEVEL");
 	const char *fixed[] = {
 		agentd, "-d", "--name", name, "--catalog", catalog, "--key", h->key,
-		"--listen", h->endpoint, "--state", h->state,
+		"--listen", h->endpoint, "--msg-listen", h->msg_endpoint, "--state", h->state,
 		level != NULL && *level != '\0' ? "--log-level" : NULL,
 		level != NULL && *level != '\0' ? level : NULL,
 	};
@@ -1053,6 +1058,12 @@ const char *tc_agent_endpoint(const tc_cluster *c, int i)
 {
 	ck_assert(i >= 0 && i < c->nagents);
 	return c->a[i].endpoint;
+}
+
+const char *tc_agent_msg_endpoint(const tc_cluster *c, int i)
+{
+	ck_assert(i >= 0 && i < c->nagents);
+	return c->a[i].msg_endpoint;
 }
 
 pid_t tc_agent_pid(tc_cluster *c, int i)

@@ -181,9 +181,10 @@ typedef struct tc_agent_opts {
 
 /*
  * Starts snipe-agentd (path agentd) as host `name` (a URN name without '/', unique in
- * c): makes host-NAME.key and registers it (role host, host=NAME), picks and reserves a
- * port as for the replicas, and runs `agentd -d --name NAME --catalog ... --key ...
- * --listen tcp://ADDRESS:PORT --state DIR/host-NAME` then o->extra (o may be NULL).
+ * c): makes host-NAME.key and registers it (role host, host=NAME), picks and reserves
+ * two ports as for the replicas, and runs `agentd -d --name NAME --catalog ... --key ...
+ * --listen tcp://ADDRESS:PORT --msg-listen tcp://ADDRESS:PORT2 --state DIR/host-NAME`
+ * then o->extra (o may be NULL).
  * Waits at most 10 s until the catalog records urn:snipe:host:NAME state=up,
  * registered by this run. Returns the agent's index (0, 1, ... in order of start); at
  * most TC_MAX_AGENTS.
@@ -224,6 +225,8 @@ void tc_wait_running_on(tc_cluster *c, rcds_client *cl, const char *urn, const c
 
 /* Agent i's endpoint (its --listen, tcp://ADDRESS:PORT); valid until stop. */
 const char *tc_agent_endpoint(const tc_cluster *c, int i);
+/* Agent i's message endpoint (its --msg-listen, a second reserved port). */
+const char *tc_agent_msg_endpoint(const tc_cluster *c, int i);
 /* Agent i's pid, 0 if it is not running (one that ended on its own is reaped and
  * reported). */
 pid_t tc_agent_pid(tc_cluster *c, int i);
