@@ -83,8 +83,10 @@ struct tc_cluster {
 	char *cluster_path; /* the replicas' shared cluster key */
 	int bad; /* replicas and agents that ended other than as we asked */
 	pid_t owner; /* the process that started the replicas */
-	int port_locks[3 * TC_MAX_REPLICAS + TC_MAX_AGENTS]; /* see pick_ports */
+	/* see pick_ports: 3 per replica, 2 per agent, and tc_cluster_port's */
+	int port_locks[3 * TC_MAX_REPLICAS + 2 * TC_MAX_AGENTS + TC_MAX_PORTS];
 	int nlocks;
+	int ntest_ports; /* handed out by tc_cluster_port */
 	tc_cluster *next; /* in the list of live clusters, for the exit handler */
 };
 
@@ -272,6 +274,18 @@ static void pick_ports(tc_cluster *c, int *ports, int n)
 		ck_assert_msg(ports[k] != 0, "no free port in %d-%d", base, base + span - 1);
 	}
 	free(dir);
+}
+
+/* -------------------------------------------------- ports for a test's own use */
+
+int tc_cluster_port(tc_cluster *c)
+{
+	ck_assert_msg(c->ntest_ports < TC_MAX_PORTS, "cluster: already %d ports for the test",
+	              c->ntest_ports);
+	int port = 0;
+	pick_ports(c, &port, 1);
+	c->ntest_ports++;
+	return port;
 }
 
 /* --------------------------------------------------------------- processes */

@@ -39,6 +39,7 @@
 
 #define TC_MAX_REPLICAS 9
 #define TC_MAX_AGENTS 8
+#define TC_MAX_PORTS 4 /* tc_cluster_port, per cluster */
 
 typedef struct tc_cluster tc_cluster;
 
@@ -160,6 +161,10 @@ rcds_client *tc_cluster_client(tc_cluster *c, int i, const snipe_key *key);
  */
 uint64_t tc_cluster_register_key(tc_cluster *c, const snipe_key *key, const char *role,
                                  const char *host);
+
+/* A free loopback port for a listener of the test's own (a fake host's, say), picked
+ * and reserved as the replicas' ports are, until stop. At most TC_MAX_PORTS. */
+int tc_cluster_port(tc_cluster *c);
 
 /* Prints the last `lines` lines of every replica's and every agent's log to stderr. */
 void tc_cluster_dump_logs(const tc_cluster *c, int lines);

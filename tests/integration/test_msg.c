@@ -1,0 +1,761 @@
+/*
+ * test_msg.c — messages by URN end to end: real replicas and real agents
+ * (tests/common/cluster.h) running tests/integration/msg_prog.c, which sends and
+ * receives with snipe_open/snipe_send/snipe_recv and writes what it saw to a file in
+ * the cluster's directory. 10,000 messages between two hosts, in order and once each;
+ * a checkpointing receiver whose host is killed mid-stream, resuming on another host
+ * exactly after its checkpoint; a send to a URN that names no process; a receiver that
+ * does not read, against which the senders' agents hold a bounded number of messages;
+ * and frames from a fake host (registered in the catalog, played by the test itself)
+ * that are replayed, forged, signed by the wrong key, or for no channel.
+ *
+ * Every message carries its sequence number and a pattern (msg_prog.c), so a receiver
+ * counts exactly what came in order, twice, not at all, or damaged.
+ *
+ * Not here: channels as units (sealing, opening, counters: snipe/chan.c), the
+ * checkpoints that carry a receiver's position (test_ckpt.c).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <nanomsg/nn.h>
+#include <nanomsg/pipeline.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cluster.h"
+#include "rcds.h"
+#include "sni.h" /* the channel a fake host opens: sni_chan_*, msg.proto */
+#include "snipe.h"
+#include "testutil.h"
+
+/* Asserts that a cluster stopped with every replica and agent ending cleanly. */
+#define stop_cluster(c) ck_assert_int_eq(tc_cluster_stop(c), 0)
+
+#define WAIT_MS 10000
+#define POLL_MS 20
+#define LOG_LINES 40
+/* A job of a killed host runs elsewhere within a lease, a sweep and a heartbeat (test_agent.c
+ * measures 1-1.5 s); with room for a loaded machine and a checkpoint to load. */
+#define FAILOVER_MS 10000
+/* 10,000 small messages from one host to another, checkpoints included, on 2 cores under a
+ * sanitizer. */
+#define STREAM_MS 40000
+/* How long an agent may take to log a frame it dropped. */
+#define DROP_MS 5000
+#define COUNT 10000
+#define CKPT_EVERY 500
+#define KILL_AT 3000            /* the receiver's host dies once it saved this far */
+#define SLOW_COUNT 5000
+#define SLOW_SIZE 32768         /* bytes per message: an agent keeping them all shows */
+#define SLOW_BUFFER "64"        /* --msg-buffer */
+#define MAX_ACCEPTED 2000       /* 64 buffered + 256 in the library's window + slack */
+#define RSS_GROWTH_KIB (64u * 1024u)
+#define UNKNOWN_TIMEOUT "1000"  /* --msg-timeout-ms */
+#define SENDER_URN "urn:snipe:proc:sender"
+
+/* ------------------------------------------------------------------ helpers */
+
+/* A cluster of 3 replicas and agents named names[0..n), each with flags extra (may be
+ * NULL); a client of the catalog holding the admin key into *cl. */
+static tc_cluster *start_cluster(const char *const *names, size_t n, const char *const *extra,
+                                 rcds_client **cl)
+{
+	tc_cluster *c = tc_cluster_start(3);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_int_eq(tc_agent_start(c, names[i], extra), (int)i);
+	*cl = tc_cluster_client(c, -1, tc_cluster_admin_key(c));
+	rcds_client_set_timeout(*cl, 10000);
+	return c;
+}
+
+/* The whole file (NUL-terminated, malloc'd), or NULL if it cannot be read. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return NULL;
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap);
+	for (size_t got; buf != NULL && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+		n += got;
+		if (n + 1 == cap) {
+			char *grown = realloc(buf, cap *= 2);
+			if (grown == NULL)
+				free(buf);
+			buf = grown;
+		}
+	}
+	fclose(f);
+	if (buf != NULL)
+		buf[n] = '\0';
+	return buf;
+}
+
+/* The first line of text that starts with prefix into out (without its newline); false
+ * if there is none. */
+static bool find_line(const char *text, const char *prefix, char *out, size_t len)
+{
+	size_t plen = strlen(prefix);
+	for (const char *p = text; p != NULL && *p != '\0';) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		if (n >= plen && strncmp(p, prefix, plen) == 0) {
+			snprintf(out, len, "%.*s", (int)n, p);
+			return true;
+		}
+		p = nl != NULL ? nl + 1 : NULL;
+	}
+	return false;
+}
+
+/* Waits at most timeout_ms until the file at path has a line starting with prefix; the
+ * (first such) line into out. */
+static void wait_line(tc_cluster *c, const char *path, const char *prefix, int timeout_ms,
+                      char *out, size_t len)
+{
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		char *text = slurp(path);
+		bool found = text != NULL && find_line(text, prefix, out, len);
+		if (!found && text != NULL && tu_mono_ms() >= deadline)
+			fprintf(stderr, "--- %s ---\n%s", path, text);
+		free(text);
+		if (found)
+			return;
+		if (tu_mono_ms() >= deadline)
+			break;
+		tu_sleep_ms(POLL_MS);
+	}
+	tc_cluster_dump_logs(c, LOG_LINES);
+	ck_abort_msg("no line '%s...' in %s after %d ms", prefix, path, timeout_ms);
+}
+
+/* A msg_prog command line, the file it writes, and the strings it points to. */
+struct prog {
+	char name[64];
+	char urn[SNIPE_URN_MAX];
+	char out[4096];
+	char args[6][4096];
+	const char *argv[10];
+	size_t argc;
+};
+
+/* msg_prog MODE OUT args... (NULL-terminated), to run as process name; OUT is
+ * DIR/name.out. */
+static void prog_make(struct prog *p, tc_cluster *c, const char *name, const char *mode,
+                      const char *const *args)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	snprintf(p->urn, sizeof(p->urn), "urn:snipe:proc:%s", name);
+	snprintf(p->out, sizeof(p->out), "%s/%s.out", tc_cluster_dir(c), name);
+	p->argv[0] = MSG_PROG_PATH;
+	p->argv[1] = mode;
+	p->argv[2] = p->out;
+	p->argc = 3;
+	for (size_t i = 0; args[i] != NULL; i++) {
+		ck_assert_uint_lt(i, sizeof(p->args) / sizeof(p->args[0]));
+		snprintf(p->args[i], sizeof(p->args[i]), "%s", args[i]);
+		p->argv[p->argc++] = p->args[i];
+	}
+}
+
+/* Spawns p on host with policy; it must start there. */
+static void prog_spawn(tc_cluster *c, rcds_client *cl, const struct prog *p, const char *host,
+                       snipe_restart policy)
+{
+	snipe_spawn_opts o = {.name = p->name, .host = host, .restart = policy, .argv = p->argv,
+	                      .argc = p->argc};
+	snipe_proc_info info;
+	char err[256] = "";
+	int rc = snipe_spawn(cl, &o, &info, err, sizeof(err));
+	if (rc != SNIPE_OK)
+		tc_cluster_dump_logs(c, LOG_LINES);
+	ck_assert_msg(rc == SNIPE_OK, "spawn %s: %s (%s)", p->name, snipe_errname(rc), err);
+	ck_assert_str_eq(info.urn, p->urn);
+	ck_assert_str_eq(info.host, host);
+}
+
+/* Waits until p has ended, which must be exit 0; its last record into out. */
+static void prog_wait_ok(tc_cluster *c, rcds_client *cl, const struct prog *p, int timeout_ms,
+                         snipe_proc_info *out)
+{
+	tc_wait_ended(c, cl, p->urn, timeout_ms, out);
+	if (strcmp(out->state, "exited") != 0 || out->exit_code != 0) {
+		char *text = slurp(p->out);
+		fprintf(stderr, "--- %s ---\n%s", p->out, text != NULL ? text : "(none)\n");
+		free(text);
+		tc_cluster_dump_logs(c, LOG_LINES);
+	}
+	ck_assert_str_eq(out->state, "exited");
+	ck_assert_int_eq(out->exit_code, 0);
+}
+
+/* The highest N of the lines "<prefix>N" in text (0 if none). */
+static uint64_t last_saved(const char *text, const char *prefix)
+{
+	uint64_t max = 0;
+	size_t plen = strlen(prefix);
+	for (const char *p = text; p != NULL && *p != '\0';) {
+		if (strncmp(p, prefix, plen) == 0) {
+			uint64_t n = strtoull(p + plen, NULL, 10);
+			max = n > max ? n : max;
+		}
+		p = strchr(p, '\n');
+		p = p != NULL ? p + 1 : NULL;
+	}
+	return max;
+}
+
+/* A process's resident memory, in KiB, from /proc/PID/status. */
+static uint64_t rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+	uint64_t kib = 0;
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = sscanf(line, "VmRSS: %" SCNu64 " kB", &kib) == 1;
+	fclose(f);
+	ck_assert_msg(found, "no VmRSS in %s", path);
+	return kib;
+}
+
+/* ---------------------------------------------------------------- delivery */
+
+/* 10,000 messages from a process on a to one on b: each arrives once, in order, from the
+ * sender's URN, intact; the sender's flush sees them all taken. */
+START_TEST(test_ten_thousand_messages_arrive_once_each_in_order)
+{
+	static const char *const names[] = {"a", "b"};
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	struct prog recv, send;
+	snipe_proc_info info;
+	char line[1024], count[24];
+	snprintf(count, sizeof(count), "%d", COUNT);
+	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, NULL});
+	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
+	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+
+	uint64_t t0 = tu_mono_ms();
+	prog_make(&send, c, "sender", "send",
+	          (const char *const[]){recv.urn, count, "64", "0", "0", NULL});
+	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
+	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	fprintf(stderr, "order: %d messages a -> b in %" PRIu64 " ms\n", COUNT, tu_mono_ms() - t0);
+	ck_assert_str_eq(line, "e1 received 10000 in-order 10000 dups 0 gaps 0 bad 0");
+	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
+	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	ck_assert_str_eq(line, "e1 sent 10000 flush 0");
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
+/* A receiver on b that does not read (agents with --msg-buffer 64): the sender's
+ * non-blocking sends stop with SNIPE_EAGAIN after a bounded number, and neither agent's
+ * memory grows by the 160 MiB the sender offers; once the receiver reads, the sender's
+ * blocking sends go on and all 5,000 arrive in order. */
+START_TEST(test_receiver_that_does_not_read_bounds_what_the_agents_hold)
+{
+	static const char *const names[] = {"a", "b"};
+	static const char *const buffer[] = {"--msg-buffer", SLOW_BUFFER, NULL};
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(names, 2, buffer, &cl);
+	struct prog recv, send;
+	snipe_proc_info info;
+	char line[1024], count[24], size[24];
+	char *go = tu_path(tc_cluster_dir(c), "go");
+	snprintf(count, sizeof(count), "%d", SLOW_COUNT);
+	snprintf(size, sizeof(size), "%d", SLOW_SIZE);
+	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, go, NULL});
+	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
+	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	uint64_t rss_a = rss_kib(tc_agent_pid(c, 0)), rss_b = rss_kib(tc_agent_pid(c, 1));
+
+	prog_make(&send, c, "sender", "burst", (const char *const[]){recv.urn, count, size, NULL});
+	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
+	wait_line(c, send.out, "e1 accepted ", WAIT_MS, line, sizeof(line));
+	uint64_t accepted = strtoull(line + strlen("e1 accepted "), NULL, 10);
+	fprintf(stderr, "slow: %" PRIu64 " messages of %d bytes taken before SNIPE_EAGAIN\n",
+	        accepted, SLOW_SIZE);
+	ck_assert_uint_gt(accepted, 0);
+	ck_assert_uint_le(accepted, MAX_ACCEPTED);
+	tu_sleep_ms(1000); /* the sender blocks now; an agent that keeps taking would grow */
+	uint64_t grown_a = rss_kib(tc_agent_pid(c, 0)), grown_b = rss_kib(tc_agent_pid(c, 1));
+	fprintf(stderr, "slow: VmRSS a %" PRIu64 " -> %" PRIu64 " KiB, b %" PRIu64 " -> %" PRIu64
+	        " KiB\n", rss_a, grown_a, rss_b, grown_b);
+	ck_assert_uint_lt(grown_a, rss_a + RSS_GROWTH_KIB);
+	ck_assert_uint_lt(grown_b, rss_b + RSS_GROWTH_KIB);
+	char *text = slurp(recv.out);
+	ck_assert_str_eq(text, "e1 ready\n"); /* it has not read yet */
+	free(text);
+
+	tu_write_file(go, "", 0, 0600);
+	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	ck_assert_str_eq(line, "e1 received 5000 in-order 5000 dups 0 gaps 0 bad 0");
+	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
+	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	ck_assert_str_eq(line, "e1 sent 5000 flush 0");
+	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	free(go);
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- failover */
+
+/* kill -9 of the host of a receiver that checkpoints its counters every 500 messages,
+ * once it saved 3,000 of the 10,000 a sender on a sends: it runs again on c (idle) at
+ * epoch 2, restores its last checkpoint, and gets every later message exactly once, in
+ * order, up to the last. */
+START_TEST(test_receiver_moved_by_a_host_kill_resumes_right_after_its_checkpoint)
+{
+	static const char *const names[] = {"a", "b", "c"};
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(names, 3, NULL, &cl);
+	struct prog recv, send;
+	snipe_proc_info info;
+	char line[1024], count[24], every[24], prefix[64];
+	snprintf(count, sizeof(count), "%d", COUNT);
+	snprintf(every, sizeof(every), "%d", CKPT_EVERY);
+	prog_make(&recv, c, "recv", "ckrecv", (const char *const[]){SENDER_URN, count, every, NULL});
+	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_ON_FAILURE);
+	wait_line(c, recv.out, "e1 start ", WAIT_MS, line, sizeof(line));
+	ck_assert_str_eq(line, "e1 start on b restored-from 0");
+
+	prog_make(&send, c, "sender", "send",
+	          (const char *const[]){recv.urn, count, "64", "50", "1", NULL});
+	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
+	snprintf(prefix, sizeof(prefix), "e1 saved %d", KILL_AT);
+	wait_line(c, recv.out, prefix, STREAM_MS, line, sizeof(line));
+	uint64_t t0 = tu_mono_ms();
+	tc_agent_kill(c, 1);
+
+	wait_line(c, recv.out, "e2 received-up-to ", FAILOVER_MS + STREAM_MS, line, sizeof(line));
+	fprintf(stderr, "failover: '%s' %" PRIu64 " ms after kill -9\n", line, tu_mono_ms() - t0);
+	uint64_t upto = 0, dups = 0, gaps = 0, bad = 0, from = 0;
+	char host[16];
+	ck_assert_int_eq(sscanf(line, "e2 received-up-to %" SCNu64 " dups %" SCNu64 " gaps %" SCNu64
+	                        " bad %" SCNu64 " restored-from %" SCNu64 " on %15s",
+	                        &upto, &dups, &gaps, &bad, &from, host), 6);
+	ck_assert_uint_eq(upto, COUNT);
+	ck_assert_uint_eq(dups, 0);
+	ck_assert_uint_eq(gaps, 0);
+	ck_assert_uint_eq(bad, 0);
+	ck_assert_str_eq(host, "c");
+	ck_assert_uint_ge(from, KILL_AT);
+	ck_assert_uint_lt(from, COUNT);
+	ck_assert_uint_eq(from % CKPT_EVERY, 0);
+	char *text = slurp(recv.out);
+	/* the kill came mid-stream: the first instance never got to the end */
+	ck_assert_msg(!find_line(text, "e1 received-up-to ", line, sizeof(line)), "%s", text);
+	ck_assert_msg(!find_line(text, "e1 stalled", line, sizeof(line)), "%s", text);
+	/* the second said so when it started, on c */
+	snprintf(prefix, sizeof(prefix), "e2 start on c restored-from %" PRIu64, from);
+	ck_assert_msg(find_line(text, prefix, line, sizeof(line)), "no '%s' in:\n%s", prefix, text);
+	ck_assert_str_eq(line, prefix);
+	/* every checkpoint the first reported saved was committed, so the second restored
+	 * the last of them or a later one (committed as the first died, unreported) */
+	ck_assert_uint_le(last_saved(text, "e1 saved "), from);
+	free(text);
+
+	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	ck_assert_str_eq(info.host, "c");
+	ck_assert_uint_eq(info.epoch, 2);
+	ck_assert_uint_eq(info.restarts, 1);
+	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
+	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	ck_assert_str_eq(line, "e1 sent 10000 flush 0");
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ errors */
+
+/* A send to a URN no process has (the agent gives up after --msg-timeout-ms 1000):
+ * SNIPE_ENOTFOUND, after about that long. */
+START_TEST(test_send_to_a_urn_naming_no_process_fails_with_enotfound)
+{
+	static const char *const names[] = {"a"};
+	static const char *const timeout[] = {"--msg-timeout-ms", UNKNOWN_TIMEOUT, NULL};
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(names, 1, timeout, &cl);
+	struct prog p;
+	snipe_proc_info info;
+	char line[1024];
+	prog_make(&p, c, "lost", "unknown", (const char *const[]){"urn:snipe:proc:nobody", NULL});
+	prog_spawn(c, cl, &p, "a", SNIPE_RESTART_NEVER);
+	prog_wait_ok(c, cl, &p, WAIT_MS, &info);
+	wait_line(c, p.out, "e1 code ", WAIT_MS, line, sizeof(line));
+	int code = 0;
+	uint64_t elapsed = 0;
+	ck_assert_int_eq(sscanf(line, "e1 code %d elapsed_ms %" SCNu64, &code, &elapsed), 2);
+	tu_assert_code(code, SNIPE_ENOTFOUND);
+	ck_assert_uint_ge(elapsed, 900);
+	ck_assert_uint_le(elapsed, 4000);
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- security */
+
+/* The fake host: a key registered with role host for "mallory", its host record (pubkey,
+ * msg_address), and the NN_PULL socket at that address where agents answer it. */
+struct mallory {
+	snipe_key *key;
+	char endpoint[64];
+	int pull;
+	int push;          /* to the agent under attack */
+	uint8_t agent_pk[SNIPE_PK_BYTES];
+};
+
+#define FAKE_HOST "mallory"
+#define FAKE_PROC "urn:snipe:proc:mallory-proc"
+
+/* The public key the catalog records for host name. */
+static void host_pubkey(rcds_client *cl, const char *name, uint8_t pk[SNIPE_PK_BYTES])
+{
+	char urn[SNIPE_URN_MAX], err[256] = "";
+	rcds_list l = {0};
+	snprintf(urn, sizeof(urn), "urn:snipe:host:%s", name);
+	int rc = rcds_get(cl, urn, &l, err, sizeof(err));
+	ck_assert_msg(rc == SNIPE_OK, "get %s: %s (%s)", urn, snipe_errname(rc), err);
+	bool found = false;
+	for (size_t i = 0; i < l.count; i++)
+		if (strcmp(l.items[i].attr, "pubkey") == 0) {
+			tu_assert_code(snipe_pk_parse((const char *)l.items[i].value, pk), SNIPE_OK);
+			found = true;
+		}
+	rcds_list_free(&l);
+	ck_assert_msg(found, "%s has no pubkey", urn);
+}
+
+/* Registers mallory as the admin and waits until every replica has it; listens at its
+ * msg_address and connects to agent i's message endpoint. */
+static void mallory_start(tc_cluster *c, rcds_client *cl, int i, const char *agent,
+                          struct mallory *m)
+{
+	char pk[SNIPE_PK_HEX], err[256] = "";
+	int ms = 5000;
+	ck_assert_int_eq(snipe_key_generate(&m->key), SNIPE_OK);
+	snprintf(m->endpoint, sizeof(m->endpoint), "tcp://127.0.0.1:%d", tc_cluster_port(c));
+	m->pull = nn_socket(AF_SP, NN_PULL);
+	ck_assert_int_ge(m->pull, 0);
+	ck_assert_msg(nn_bind(m->pull, m->endpoint) >= 0, "bind %s: %s", m->endpoint,
+	              nn_strerror(nn_errno()));
+	m->push = nn_socket(AF_SP, NN_PUSH);
+	ck_assert_int_ge(m->push, 0);
+	ck_assert_int_eq(nn_setsockopt(m->push, NN_SOL_SOCKET, NN_SNDTIMEO, &ms, sizeof(ms)), 0);
+	ck_assert_int_ge(nn_connect(m->push, tc_agent_msg_endpoint(c, i)), 0);
+	host_pubkey(cl, agent, m->agent_pk);
+
+	rcds_batch *b = NULL;
+	uint64_t index = 0;
+	snipe_pk_hex(snipe_key_public(m->key), pk);
+	ck_assert_int_eq(rcds_batch_new(&b), SNIPE_OK);
+	ck_assert_int_eq(rcds_batch_put_key(b, snipe_key_public(m->key), "host", FAKE_HOST),
+	                 SNIPE_OK);
+	ck_assert_int_eq(rcds_batch_put_text(b, "urn:snipe:host:" FAKE_HOST, "pubkey", pk),
+	                 SNIPE_OK);
+	ck_assert_int_eq(rcds_batch_put_text(b, "urn:snipe:host:" FAKE_HOST, "msg_address",
+	                                     m->endpoint), SNIPE_OK);
+	int rc = rcds_write(cl, b, &index, err, sizeof(err));
+	rcds_batch_free(b);
+	ck_assert_msg(rc == SNIPE_OK, "register %s: %s (%s)", FAKE_HOST, snipe_errname(rc), err);
+	tu_assert_code(tc_cluster_wait_all_applied(c, index, WAIT_MS), SNIPE_OK);
+}
+
+static void mallory_stop(struct mallory *m)
+{
+	nn_close(m->push);
+	nn_close(m->pull);
+	snipe_key_free(m->key);
+}
+
+static void mallory_send(struct mallory *m, const uint8_t *frame, size_t len)
+{
+	ck_assert_msg(nn_send(m->push, frame, len, 0) == (int)len, "send to the agent: %s",
+	              nn_strerror(nn_errno()));
+}
+
+/* The next frame the agent sends mallory within timeout_ms that is a welcome (other
+ * frames, e.g. acknowledgements, are skipped), or NULL. Free with
+ * snipe__chan_frame__free_unpacked. */
+static Snipe__ChanFrame *mallory_welcome(struct mallory *m, int timeout_ms)
+{
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
+	for (uint64_t now = tu_mono_ms(); now < deadline; now = tu_mono_ms()) {
+		int ms = (int)(deadline - now);
+		ck_assert_int_eq(nn_setsockopt(m->pull, NN_SOL_SOCKET, NN_RCVTIMEO, &ms, sizeof(ms)),
+		                 0);
+		void *buf = NULL;
+		int n = nn_recv(m->pull, &buf, NN_MSG, 0);
+		if (n < 0)
+			break;
+		Snipe__ChanFrame *f = snipe__chan_frame__unpack(NULL, (size_t)n, buf);
+		nn_freemsg(buf);
+		if (f != NULL && f->welcome.len > 0)
+			return f;
+		if (f != NULL)
+			snipe__chan_frame__free_unpacked(f, NULL);
+	}
+	return NULL;
+}
+
+/* A hello signed by k from `from` to `to`, sent; the opener's half into h. */
+static void mallory_hello(struct mallory *m, const snipe_key *k, const char *from,
+                          const char *to, sni_chan_opener *h)
+{
+	uint8_t *frame = NULL;
+	size_t len = 0;
+	tu_assert_code(sni_chan_hello(k, from, to, h, &frame, &len), SNIPE_OK);
+	mallory_send(m, frame, len);
+	free(frame);
+}
+
+/* Opens a channel with the agent (host name agent) as mallory: hello, a welcome signed
+ * by the agent's key, from it to mallory, accepted. */
+static void mallory_open(tc_cluster *c, struct mallory *m, const char *agent, sni_chan *ch)
+{
+	sni_chan_opener h;
+	mallory_hello(m, m->key, FAKE_HOST, agent, &h);
+	Snipe__ChanFrame *f = mallory_welcome(m, WAIT_MS);
+	if (f == NULL)
+		tc_cluster_dump_logs(c, LOG_LINES);
+	ck_assert_msg(f != NULL, "agent %s did not welcome a registered host", agent);
+
+	snipe_keyring *kr = NULL;
+	snipe_verifier *v = NULL;
+	snipe_env_msg env = {0};
+	char err[256] = "";
+	ck_assert_int_eq(snipe_keyring_new(&kr), SNIPE_OK);
+	ck_assert_int_eq(snipe_keyring_add(kr, m->agent_pk), SNIPE_OK);
+	ck_assert_int_eq(snipe_verifier_new(kr, SNIPE_SKEW_DEFAULT_MS, SNIPE_REPLAY_DEFAULT_CAP, &v),
+	                 SNIPE_OK);
+	int rc = snipe_env_open(v, f->welcome.data, f->welcome.len, SNIPE_MSG_CHAN_HELLO, &env, err,
+	                        sizeof(err));
+	ck_assert_msg(rc == SNIPE_OK, "welcome: %s (%s)", snipe_errname(rc), err);
+	Snipe__ChanHello *w = snipe__chan_hello__unpack(NULL, env.body_len, env.body);
+	ck_assert_ptr_nonnull(w);
+	ck_assert_str_eq(w->from, agent);
+	ck_assert_str_eq(w->to, FAKE_HOST);
+	ck_assert_int_eq(w->code, 0);
+	tu_assert_code(sni_chan_complete(&h, w, ch), SNIPE_OK);
+	snipe__chan_hello__free_unpacked(w, NULL);
+	snipe_env_msg_clear(&env);
+	snipe_verifier_free(v);
+	snipe_keyring_free(kr);
+	snipe__chan_frame__free_unpacked(f, NULL);
+}
+
+/* A sealed frame (malloc'd) holding one message from mallory's process to `to`. */
+static uint8_t *mallory_msg(sni_chan *ch, const uint8_t stream[16], const char *to,
+                            uint64_t seq, const char *data, size_t *len)
+{
+	Snipe__Msg g = SNIPE__MSG__INIT;
+	Snipe__Msg *gp = &g;
+	g.from = FAKE_PROC;
+	g.stream = (ProtobufCBinaryData){16, (uint8_t *)stream};
+	g.to = (char *)to;
+	g.seq = seq;
+	g.floor = 0;
+	g.tag = 1;
+	g.data = (ProtobufCBinaryData){strlen(data), (uint8_t *)data};
+	g.origin = FAKE_HOST;
+	Snipe__ChanBody body = SNIPE__CHAN_BODY__INIT;
+	body.msgs = &gp;
+	body.n_msgs = 1;
+	uint8_t *frame = NULL;
+	tu_assert_code(sni_chan_seal(ch, &body, &frame, len), SNIPE_OK);
+	return frame;
+}
+
+/* frame (len bytes) with one bit of its ciphertext flipped, repacked (malloc'd). */
+static uint8_t *flip_sealed(const uint8_t *frame, size_t *len)
+{
+	Snipe__ChanFrame *f = snipe__chan_frame__unpack(NULL, *len, frame);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_gt(f->sealed.len, 0);
+	f->sealed.data[f->sealed.len / 2] ^= 0x01;
+	*len = snipe__chan_frame__get_packed_size(f);
+	uint8_t *out = malloc(*len);
+	ck_assert_ptr_nonnull(out);
+	snipe__chan_frame__pack(f, out);
+	snipe__chan_frame__free_unpacked(f, NULL);
+	return out;
+}
+
+/* How many times agent host's log holds text. */
+static int log_count(tc_cluster *c, const char *host, const char *text)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "host-%s.log", host);
+	char *path = tu_path(tc_cluster_dir(c), name), *log = slurp(path);
+	free(path);
+	int n = 0;
+	for (const char *p = log; p != NULL && (p = strstr(p, text)) != NULL; p += strlen(text))
+		n++;
+	free(log);
+	return n;
+}
+
+/* Waits at most DROP_MS until agent host's log holds text n times, then checks it holds it
+ * exactly n times. */
+static void wait_log_count(tc_cluster *c, const char *host, const char *text, int n)
+{
+	uint64_t deadline = tu_mono_ms() + DROP_MS;
+	while (log_count(c, host, text) < n && tu_mono_ms() < deadline)
+		tu_sleep_ms(POLL_MS);
+	int got = log_count(c, host, text);
+	if (got != n)
+		tc_cluster_dump_logs(c, LOG_LINES);
+	ck_assert_msg(got == n, "agent %s logged '%s' %d times, not %d", host, text, got, n);
+}
+
+/* A hello agent b must drop: it logs "dropped hello (" once more (n times in all) and
+ * sends no welcome. */
+static void hello_dropped(tc_cluster *c, struct mallory *m, const snipe_key *k,
+                          const char *from, const char *to, int n)
+{
+	sni_chan_opener h;
+	mallory_hello(m, k, from, to, &h);
+	wait_log_count(c, "b", "dropped hello (", n);
+	Snipe__ChanFrame *f = mallory_welcome(m, 300);
+	ck_assert_msg(f == NULL, "agent b welcomed hello number %d", n);
+	sodium_memzero(&h, sizeof(h));
+}
+
+/* A fake host registered as "mallory" opens a channel with b and has one message
+ * delivered to a process there; b then drops that very frame replayed, a frame with a
+ * flipped ciphertext bit, hellos signed by an unregistered key, by another host's
+ * registered key, or addressed to another host, and a frame for a channel it never
+ * opened, each with its reason in its log. The process got exactly the one message. */
+START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
+{
+	static const char *const names[] = {"a", "b"};
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	struct prog recv;
+	snipe_proc_info info;
+	char line[1024], want[512];
+	char *stop = tu_path(tc_cluster_dir(c), "stop");
+	prog_make(&recv, c, "recv", "log", (const char *const[]){stop, NULL});
+	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
+	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+
+	struct mallory m;
+	sni_chan ch;
+	uint8_t stream[16];
+	size_t len = 0;
+	mallory_start(c, cl, 1, "b", &m);
+	mallory_open(c, &m, "b", &ch);
+	randombytes_buf(stream, sizeof(stream));
+
+	/* one valid message */
+	uint8_t *valid = mallory_msg(&ch, stream, recv.urn, 1, "hello", &len);
+	mallory_send(&m, valid, len);
+	wait_line(c, recv.out, "e1 msg ", WAIT_MS, line, sizeof(line));
+	ck_assert_str_eq(line, "e1 msg from=" FAKE_PROC " tag=1 len=5 data=hello");
+
+	/* the same bytes again */
+	ck_assert_int_eq(log_count(c, "b", "dropped frame (replayed)"), 0);
+	mallory_send(&m, valid, len);
+	wait_log_count(c, "b", "dropped frame (replayed)", 1);
+	free(valid);
+
+	/* the next counter, a bit of the ciphertext flipped */
+	ck_assert_int_eq(log_count(c, "b", "dropped frame (forged)"), 0);
+	uint8_t *next = mallory_msg(&ch, stream, recv.urn, 2, "forged", &len);
+	uint8_t *forged = flip_sealed(next, &len);
+	mallory_send(&m, forged, len);
+	wait_log_count(c, "b", "dropped frame (forged)", 1);
+	free(next);
+	free(forged);
+
+	/* hellos: a key the catalog does not know; host a's key (registered, role host, for
+	 * a); mallory's own key, but addressed to a */
+	snipe_key *stranger = NULL, *host_a = NULL;
+	char *a_key = tu_path(tc_cluster_dir(c), "host-a.key"), err[256] = "";
+	ck_assert_int_eq(snipe_key_generate(&stranger), SNIPE_OK);
+	tu_assert_code(snipe_key_load(a_key, &host_a, err, sizeof(err)), SNIPE_OK);
+	ck_assert_int_eq(log_count(c, "b", "dropped hello ("), 0);
+	hello_dropped(c, &m, stranger, FAKE_HOST, "b", 1);
+	hello_dropped(c, &m, host_a, FAKE_HOST, "b", 2);
+	hello_dropped(c, &m, m.key, FAKE_HOST, "a", 3);
+	snipe_key_free(stranger);
+	snipe_key_free(host_a);
+	free(a_key);
+
+	/* a sealed frame for a channel b never opened */
+	ck_assert_int_eq(log_count(c, "b", "dropped frame (unknown channel)"), 0);
+	sni_chan fake = {.tx_counter = 0};
+	randombytes_buf(fake.id, sizeof(fake.id));
+	randombytes_buf(fake.tx, sizeof(fake.tx));
+	uint8_t *unknown = mallory_msg(&fake, stream, recv.urn, 2, "unknown", &len);
+	mallory_send(&m, unknown, len);
+	wait_log_count(c, "b", "dropped frame (unknown channel)", 1);
+	free(unknown);
+
+	/* nothing else reached the process */
+	tu_write_file(stop, "", 0, 0600);
+	wait_line(c, recv.out, "e1 end ", WAIT_MS, line, sizeof(line));
+	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	char *text = slurp(recv.out);
+	snprintf(want, sizeof(want), "e1 ready\ne1 msg from=%s tag=1 len=5 data=hello\n"
+	         "e1 end count 1\n", FAKE_PROC);
+	ck_assert_str_eq(text, want);
+	free(text);
+	free(stop);
+	sodium_memzero(&ch, sizeof(ch));
+	mallory_stop(&m);
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
+/* -------------------------------------------------------------------- suite */
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("msg");
+	TCase *del = tcase_create("delivery");
+	tcase_set_timeout(del, 90);
+	tcase_add_test(del, test_ten_thousand_messages_arrive_once_each_in_order);
+	tcase_add_test(del, test_receiver_that_does_not_read_bounds_what_the_agents_hold);
+	suite_add_tcase(s, del);
+
+	TCase *fail = tcase_create("failover");
+	tcase_set_timeout(fail, 90);
+	tcase_add_test(fail, test_receiver_moved_by_a_host_kill_resumes_right_after_its_checkpoint);
+	suite_add_tcase(s, fail);
+
+	TCase *err = tcase_create("errors");
+	tcase_set_timeout(err, 30);
+	tcase_add_test(err, test_send_to_a_urn_naming_no_process_fails_with_enotfound);
+	suite_add_tcase(s, err);
+
+	TCase *sec = tcase_create("security");
+	tcase_set_timeout(sec, 60);
+	tcase_add_test(sec, test_agent_drops_replayed_forged_and_unauthenticated_frames);
+	suite_add_tcase(s, sec);
+	return s;
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return EXIT_FAILURE;
+	return tu_run(suite());
+}
