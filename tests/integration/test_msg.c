@@ -46,6 +46,8 @@
 #define STREAM_MS 40000
 /* How long an agent may take to log a frame it dropped. */
 #define DROP_MS 5000
+/* A fake host's unanswered hello is sent again after this long, as agents do. */
+#define HELLO_AGAIN_MS 1000
 #define COUNT 10000
 #define CKPT_EVERY 500
 #define KILL_AT 3000            /* the receiver's host dies once it saved this far */
@@ -559,7 +561,6 @@ static Snipe__ChanHello *welcome_open(snipe_verifier *v, const Snipe__ChanFrame 
  * (agents/peer.c), a hello unanswered for HELLO_AGAIN_MS is sent again, fresh: the
  * transport may lose frames.
  */
-#define HELLO_AGAIN_MS 1000
 static void mallory_open(tc_cluster *c, struct mallory *m, const char *agent, sni_chan *ch)
 {
 	snipe_keyring *kr = NULL;
