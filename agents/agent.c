@@ -9,6 +9,7 @@
 
 #include "agent.h"
 #include "blocks.h"
+#include "msg.h"
 #include "sni.h"
 
 bool agent_lease_valid(agent *a)
@@ -78,6 +79,7 @@ void agent_free(agent *a)
 {
 	agent_forget_all(a);
 	agent_server_free(a);
+	agent_msg_free(a);
 	for (size_t i = 0; i < a->npool; i++)
 		rcds_client_close(a->pool[i]);
 	a->npool = 0;

@@ -70,6 +70,9 @@ struct agent {
 	struct agent_blocks *blocks;   /* checkpoint blocks (blocks.h) */
 	uv_timer_t gc_timer;
 
+	/* messages by URN (msg.c, peer.c; msg.h) */
+	struct msgs *msg;
+
 	/* watchdog (watchdog.c) */
 	int watchdog_fd; /* write end of the pipe to it, -1 if fencing is off */
 

@@ -30,7 +30,7 @@ int agent_register(agent *a, rcds_client *c, char *err, size_t errlen)
 	snprintf(num[4], sizeof(num[4]), "%" PRIu64, snipe_now_ms());
 	int rc = rcds_batch_new(&b);
 	const char *const attrs[][2] = {
-		{"address", cfg->listen}, {"cores", num[0]}, {"memory_mb", num[1]},
+		{"address", cfg->listen}, {"msg_address", cfg->msg_listen}, {"cores", num[0]}, {"memory_mb", num[1]},
 		{"labels", cfg->labels}, {"pubkey", pk}, {"version", AGENT_VERSION},
 		{"lease_ms", num[2]}, {"heartbeat_ms", num[3]}, {"registered_ms", num[4]},
 	};

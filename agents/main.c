@@ -18,6 +18,7 @@
 
 #include "agent.h"
 #include "blocks.h"
+#include "msg.h"
 #include "sni.h"
 
 #define REGISTER_RETRY_MS 500
@@ -335,6 +336,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	agent_heartbeat_stop(a);
 	agent_kill_all(a);
 	agent_server_close(a);
+	agent_msg_close(a);
 	uv_walk(a->loop, close_handle, NULL);
 }
 
@@ -366,7 +368,8 @@ static int run(agent_settings *st, bool foreground)
 	snprintf(path, sizeof(path), "%s", err);
 	if (agent_blocks_open(path, &a.blocks, err, sizeof(err)) != SNIPE_OK)
 		return fail("%s", err);
-	if (agent_server_start(&a, err, sizeof(err)) != SNIPE_OK)
+	if (agent_server_start(&a, err, sizeof(err)) != SNIPE_OK ||
+	    agent_msg_start(&a, err, sizeof(err)) != SNIPE_OK)
 		return fail("%s", err);
 	if (register_host(&a) != 0)
 		return -1;

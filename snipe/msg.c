@@ -431,10 +431,10 @@ static int hello(snipe_ctx *m, const char *endpoint, char *err, size_t errlen)
 	nn_freemsg(buf);
 	Snipe__ChanHello *w = f != NULL ? snipe__chan_hello__unpack(NULL, f->welcome.len,
 	                                                            f->welcome.data) : NULL;
-	rc = w != NULL ? sni_chan_complete(&h, w, &m->ch) : SNIPE_EDECODE;
-	if (rc == SNIPE_OK && w->code != SNIPE_OK)
-		rc = sni_err(err, errlen, w->code, "agent refused: %s", w->error);
-	else if (rc != SNIPE_OK)
+	if (w != NULL && w->code != SNIPE_OK)
+		rc = sni_err(err, errlen, w->code < 0 ? w->code : SNIPE_EDENIED, "agent refused: %s",
+		             w->error);
+	else if ((rc = w != NULL ? sni_chan_complete(&h, w, &m->ch) : SNIPE_EDECODE) != SNIPE_OK)
 		sni_err(err, errlen, rc, "agent %s answered the hello with a malformed welcome",
 		        endpoint);
 	sodium_memzero(&h, sizeof(h));
