@@ -147,8 +147,7 @@ static int result(const char *path, const char *kind, char *line, size_t len,
 	return bu_fail(err, errlen, "no '%s' line in %s: %s", kind, path, why);
 }
 
-static int read_rtt(const char *path, struct rtt *r, double *cpu, const char *why, char *err,
-                    size_t errlen)
+static int read_rtt(const char *path, struct rtt *r, const char *why, char *err, size_t errlen)
 {
 	char line[1024];
 	if (result(path, "rtt", line, sizeof(line), why, err, errlen) != 0)
@@ -157,7 +156,7 @@ static int read_rtt(const char *path, struct rtt *r, double *cpu, const char *wh
 	r->p99 = field(line, "p99_us");
 	r->min = field(line, "min_us");
 	r->max = field(line, "max_us");
-	*cpu = field(line, "cpu_s");
+	r->cpu_ping = field(line, "cpu_s");
 	return r->p50 > 0 && r->p99 > 0 ? 0 : bu_fail(err, errlen, "%s: cannot read '%s'", path, line);
 }
 
@@ -274,39 +273,45 @@ static int raw_pair(const char *server, char *const sargs[], const char *client,
 static int raw_rtt(int k, struct rtt *r, char *err, size_t errlen)
 {
 	char ep[64], eout[512], pout[512], warm[16], n[16], size[16], ename[32], pname[32];
+	char ewhy[600], pwhy[600];
 	snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", free_port());
 	snprintf(ename, sizeof(ename), "raw-echo-%d", k);
 	snprintf(pname, sizeof(pname), "raw-ping-%d", k);
 	snprintf(eout, sizeof(eout), "%s/%s.out", dir, ename);
 	snprintf(pout, sizeof(pout), "%s/%s.out", dir, pname);
+	snprintf(ewhy, sizeof(ewhy), "see %s/%s.log", dir, ename);
+	snprintf(pwhy, sizeof(pwhy), "see %s/%s.log", dir, pname);
 	snprintf(warm, sizeof(warm), "%d", WARMUP);
 	snprintf(n, sizeof(n), "%d", ROUNDS);
 	snprintf(size, sizeof(size), "%d", RTT_BYTES);
 	char *const eargs[] = {"raw-echo", eout, ep, NULL};
 	char *const pargs[] = {"raw-ping", pout, ep, warm, n, size, NULL};
 	if (raw_pair(ename, eargs, pname, pargs, RTT_DEADLINE_MS, err, errlen) != 0 ||
-	    read_rtt(pout, r, &r->cpu_ping, "see its .log", err, errlen) != 0)
+	    read_rtt(pout, r, pwhy, err, errlen) != 0)
 		return -1;
-	return read_other(eout, "echoed", &r->cpu_echo, NULL, "see its .log", err, errlen);
+	return read_other(eout, "echoed", &r->cpu_echo, NULL, ewhy, err, errlen);
 }
 
 /* nanomsg PUSH -> PULL over tcp loopback: 1 KiB messages one way (run k). */
 static int raw_tput(int k, struct tput *t, char *err, size_t errlen)
 {
 	char ep[64], sout[512], kout[512], n[16], size[16], sname[32], kname[32];
+	char swhy[600], kwhy[600];
 	snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", free_port());
 	snprintf(sname, sizeof(sname), "raw-source-%d", k);
 	snprintf(kname, sizeof(kname), "raw-sink-%d", k);
 	snprintf(sout, sizeof(sout), "%s/%s.out", dir, sname);
 	snprintf(kout, sizeof(kout), "%s/%s.out", dir, kname);
+	snprintf(swhy, sizeof(swhy), "see %s/%s.log", dir, sname);
+	snprintf(kwhy, sizeof(kwhy), "see %s/%s.log", dir, kname);
 	snprintf(n, sizeof(n), "%d", RAW_MSGS);
 	snprintf(size, sizeof(size), "%d", TPUT_BYTES);
 	char *const sargs[] = {"raw-source", sout, ep, n, size, NULL};
 	char *const kargs[] = {"raw-sink", kout, ep, n, size, NULL};
 	if (raw_pair(sname, sargs, kname, kargs, TPUT_DEADLINE_MS, err, errlen) != 0 ||
-	    read_tput(kout, t, "see its .log", err, errlen) != 0)
+	    read_tput(kout, t, kwhy, err, errlen) != 0)
 		return -1;
-	return read_other(sout, "sent", &t->cpu_source, &t->send_s, "see its .log", err, errlen);
+	return read_other(sout, "sent", &t->cpu_source, &t->send_s, swhy, err, errlen);
 }
 
 /* n more runs of each baseline. */
@@ -449,7 +454,7 @@ static int snipe_rtt(const struct bu_cluster *c, rcds_client *cl, struct rtt *r,
 	if (wait_spawned(c, cl, echo, RECEIVER_HOST, eout, t0, RTT_DEADLINE_MS, eerr,
 	                 sizeof(eerr)) != 0)
 		rc = both(rc, err, errlen, eerr);
-	if (rc != 0 || read_rtt(pout, r, &r->cpu_ping, pwhy, err, errlen) != 0)
+	if (rc != 0 || read_rtt(pout, r, pwhy, err, errlen) != 0)
 		return -1;
 	return read_other(eout, "echoed", &r->cpu_echo, NULL, ewhy, err, errlen);
 }
@@ -551,21 +556,21 @@ static void print_report(struct results *r)
 	raw_summary(r);
 	const struct rtt *br = &r->raw_rtt, *sr = &r->rtt;
 	const struct tput *bt = &r->raw_tput, *st = &r->tput;
-	char target[48], runs[160];
+	char target[48], runs[160], what[64];
 	printf("messages: %d-byte round trips and one-way %d-byte messages between two processes "
 	       "on a local cluster (3 catalog replicas, %d agents on loopback), sender on %s, "
 	       "receiver on %s; every hop sealed (ChaCha20-Poly1305)\n\n", RTT_BYTES, TPUT_BYTES,
 	       HOSTS, SENDER_HOST, RECEIVER_HOST);
-	printf("  baselines (same run; median of %d runs, half before the SNIPE figures, half "
-	       "after):\n", r->raw_runs);
+	printf("  baselines (same run): two processes over tcp loopback; the median of %d runs, half "
+	       "before the SNIPE figures, half after\n", r->raw_runs);
 	list_runs(runs, sizeof(runs), &r->raw_rtts[0].p50, sizeof(struct rtt), r->raw_runs);
-	printf("    nanomsg PAIR round trip, tcp loopback, %d B    p50 %.1f us   p99 %.1f us   "
-	       "(%d after %d warm-up; p50 of each run: %s us)\n", RTT_BYTES, br->p50, br->p99,
-	       ROUNDS, WARMUP, runs);
+	snprintf(what, sizeof(what), "nanomsg PAIR round trip, %d B", RTT_BYTES);
+	printf("    %-36s p50 %.1f us, p99 %.1f us   (%d after %d warm-up; p50 of each run: %s "
+	       "us)\n", what, br->p50, br->p99, ROUNDS, WARMUP, runs);
 	list_runs(runs, sizeof(runs), &r->raw_tputs[0].per_s, sizeof(struct tput), r->raw_runs);
-	printf("    nanomsg PUSH->PULL one way, tcp loopback, %d B %.0f msg/s   %.1f MiB/s   (%d "
-	       "messages, first to last received; each run: %s /s)\n\n", TPUT_BYTES, bt->per_s,
-	       bt->mib_s, RAW_MSGS, runs);
+	snprintf(what, sizeof(what), "nanomsg PUSH->PULL one way, %d B", TPUT_BYTES);
+	printf("    %-36s %.0f msg/s, %.1f MiB/s   (%d messages, first to last received; each "
+	       "run: %s /s)\n\n", what, bt->per_s, bt->mib_s, RAW_MSGS, runs);
 	if (!r->snipe) {
 		printf("  SNIPE figures: not measured (see the error below)\n");
 		return;
