@@ -42,5 +42,7 @@ int cmd_kill(struct cli *c, int argc, char **argv);
 int cmd_wait(struct cli *c, int argc, char **argv);
 int cmd_logs(struct cli *c, int argc, char **argv);
 int cmd_ckpt(struct cli *c, int argc, char **argv);
+int cmd_send(struct cli *c, int argc, char **argv);
+int cmd_recv(struct cli *c, int argc, char **argv);
 
 #endif

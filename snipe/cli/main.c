@@ -21,6 +21,8 @@ static const struct command {
 	{"kill", cmd_kill, "stop a process"},
 	{"wait", cmd_wait, "wait until a process has ended"},
 	{"logs", cmd_logs, "print a process's captured output"},
+	{"send", cmd_send, "(in a process) send a text message to a process by URN"},
+	{"recv", cmd_recv, "(in a process) print the messages sent to this process"},
 	{"hosts", cmd_hosts, "list the hosts and whether they are up"},
 	{"ckpt", cmd_ckpt, "commit a directory checkpoint, or list a process's checkpoints"},
 	{"envelope", cmd_envelope, "seal or open a signed envelope (debugging aid)"},
