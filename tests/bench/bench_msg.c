@@ -423,6 +423,8 @@ static int both(int rc, char *err, size_t errlen, const char *reason)
 {
 	if (rc == 0)
 		return bu_fail(err, errlen, "%s", reason);
+	if (strcmp(err, reason) == 0)
+		return -1;
 	size_t used = strlen(err);
 	snprintf(err + used, errlen - used, "; and %s", reason);
 	return -1;
@@ -515,7 +517,8 @@ static int snipe_tput(const struct bu_cluster *c, rcds_client *cl, struct tput *
 }
 
 /* The cluster, the baselines' first half, the SNIPE figures, their second half. A
- * cluster or SNIPE failure still lets every baseline run; any failure fails. */
+ * cluster or SNIPE failure still lets every baseline run (unless interrupted); any
+ * failure fails. */
 static int bench(struct bu_cluster *c, struct results *r, char *err, size_t errlen)
 {
 	char cdir[300], cerr[256], serr[1024] = "";
@@ -534,9 +537,11 @@ static int bench(struct bu_cluster *c, struct results *r, char *err, size_t errl
 		rc = snipe_tput(c, cl, &r->tput, serr, sizeof(serr));
 	rcds_client_close(cl);
 	r->snipe = rc == 0;
-	if (raw_runs(r, RAW_RUNS - RAW_RUNS / 2, err, errlen) != 0)
-		return -1;
-	return rc == 0 ? 0 : bu_fail(err, errlen, "%s", serr);
+	int raw = interrupted ? bu_fail(err, errlen, "interrupted")
+	                      : raw_runs(r, RAW_RUNS - RAW_RUNS / 2, err, errlen);
+	if (rc != 0) /* what went wrong with SNIPE says more than a baseline after it */
+		return bu_fail(err, errlen, "%s", serr);
+	return raw;
 }
 
 /* ------------------------------------------------------------------ report */
