@@ -171,24 +171,6 @@ struct cpu {
 	double self, host[HOSTS], cat;
 };
 
-/* CPU seconds of pid (user + system, with its waited-for children); 0 if unreadable. */
-static double proc_cpu(int pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f != NULL)
-		fclose(f);
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	unsigned long long v[4] = {0};
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu "
-	                        "%llu", &v[0], &v[1], &v[2], &v[3]) != 4)
-		return 0;
-	return (double)(v[0] + v[1] + v[2] + v[3]) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static void cpu_sample(const char *dir, struct cpu *out)
 {
 	char path[4200], line[256], prog[64], name[64];
@@ -205,9 +187,9 @@ static void cpu_sample(const char *dir, struct cpu *out)
 			continue;
 		if (strcmp(prog, "snipe-agentd") == 0 && sscanf(name, "host%d", &h) == 1 && h >= 1 &&
 		    h <= HOSTS)
-			out->host[h - 1] += proc_cpu(pid);
+			out->host[h - 1] += bu_cpu_s(pid, true);
 		else if (strcmp(prog, "rcdsd") == 0)
-			out->cat += proc_cpu(pid);
+			out->cat += bu_cpu_s(pid, true);
 	}
 	if (f != NULL)
 		fclose(f);
@@ -652,124 +634,8 @@ static int stage_costs(uint8_t *buf, const char *dir, const snipe_key *admin,
 
 /* ------------------------------------------------------------------ cluster */
 
-struct cluster {
-	char dir[256];
-	char endpoints[2048];
-	char key_path[2048];
-	snipe_key *admin;
-	bool started;
-};
-
 static char snipe_bin[4096], self_bin[4096];
 static bool keep_dir;
-
-/* Runs argv, stdout and stderr to the file out; its exit status, or -1. */
-static int run_cmd(char *const argv[], const char *out)
-{
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0)
-			_exit(126);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		close_range(3, ~0u, 0);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int cluster_up(struct cluster *c, char *err, size_t errlen)
-{
-	char out[512], line[2048], hosts[8];
-	snprintf(out, sizeof(out), "%s/up.out", c->dir);
-	snprintf(hosts, sizeof(hosts), "%d", HOSTS);
-	char *const argv[] = {snipe_bin, "cluster", "up", "--hosts", hosts, "--dir", c->dir, NULL};
-	c->started = true;
-	if (run_cmd(argv, out) != 0) {
-		bu_last_line(out, line, sizeof(line));
-		return bu_fail(err, errlen, "snipe cluster up failed: %s", line);
-	}
-	FILE *f = fopen(out, "r");
-	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-		line[strcspn(line, "\n")] = '\0';
-		if (strncmp(line, "export SNIPE_CATALOG=", 21) == 0)
-			snprintf(c->endpoints, sizeof(c->endpoints), "%s", line + 21);
-		if (strncmp(line, "export SNIPE_KEY=", 17) == 0)
-			snprintf(c->key_path, sizeof(c->key_path), "%s", line + 17);
-	}
-	if (f != NULL)
-		fclose(f);
-	if (c->endpoints[0] == '\0' || c->key_path[0] == '\0')
-		return bu_fail(err, errlen, "snipe cluster up printed no SNIPE_CATALOG/SNIPE_KEY (%s)",
-		            out);
-	char kerr[256];
-	if (snipe_key_load(c->key_path, &c->admin, kerr, sizeof(kerr)) != SNIPE_OK)
-		return bu_fail(err, errlen, "admin key: %s", kerr);
-	return 0;
-}
-
-/* `snipe cluster down`, then a check that nothing of the cluster is left (what is, a
- * product bug, is named, killed by pid, and makes this fail). Removes the directory
- * unless --keep. */
-static int cluster_down(struct cluster *c, char *err, size_t errlen)
-{
-	char out[512], line[1024];
-	int rc = 0;
-	snipe_key_free(c->admin);
-	c->admin = NULL;
-	if (c->started) {
-		c->started = false;
-		snprintf(out, sizeof(out), "%s/down.out", c->dir);
-		char *const argv[] = {snipe_bin, "cluster", "down", "--dir", c->dir, NULL};
-		if (run_cmd(argv, out) != 0) {
-			bu_last_line(out, line, sizeof(line));
-			rc = bu_fail(err, errlen, "snipe cluster down failed: %s", line);
-		}
-		pid_t left[64];
-		int n = 0;
-		for (int waited = 0; waited <= 5000; waited += 100) {
-			n = bu_belonging(c->dir, left, 64);
-			if (n == 0)
-				break;
-			usleep(100 * 1000);
-		}
-		for (int i = 0; i < n; i++) {
-			fprintf(stderr, "bench_ckpt: pid %d of %s still runs 5 s after cluster down: "
-			        "killing it\n", (int)left[i], c->dir);
-			kill(left[i], SIGKILL);
-		}
-		if (n > 0 && rc == 0)
-			rc = bu_fail(err, errlen, "%d processes of %s outlived snipe cluster down", n,
-			          c->dir);
-	}
-	if (!keep_dir)
-		bu_remove_tree(c->dir);
-	return rc;
-}
-
-/* The pid of host's agent from DIR/pids, or -1. */
-static int agent_pid(const struct cluster *c, const char *host)
-{
-	char path[512], line[256], prog[64], name[64];
-	int p, pid = -1;
-	snprintf(path, sizeof(path), "%s/pids", c->dir);
-	FILE *f = fopen(path, "r");
-	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "%d %63s %63s", &p, prog, name) == 3 &&
-		    strcmp(prog, "snipe-agentd") == 0 && strcmp(name, host) == 0)
-			pid = p;
-	if (f != NULL)
-		fclose(f);
-	return pid;
-}
 
 /* ------------------------------------------------------------ the worker runs */
 
@@ -861,7 +727,7 @@ static int parse_out(const char *path, struct runs *r, struct save_row *resave,
 
 /* Spawns `bench_ckpt worker MODE OUT DIR MIB` as name on host and waits until it has
  * ended; fails unless it exited 0. */
-static int run_worker(const struct cluster *c, rcds_client *cl, const char *name,
+static int run_worker(const struct bu_cluster *c, rcds_client *cl, const char *name,
                       const char *mode, const char *host, const char *out, char *err,
                       size_t errlen)
 {
@@ -905,7 +771,7 @@ static int run_worker(const struct cluster *c, rcds_client *cl, const char *name
  * (holding nothing: its agent fetches every block from host1). Three names because a
  * name cannot be spawned a third time (see the header comment).
  */
-static int worker_runs(const struct cluster *c, rcds_client *cl, struct runs *r, char *err,
+static int worker_runs(const struct bu_cluster *c, rcds_client *cl, struct runs *r, char *err,
                        size_t errlen)
 {
 	char out[512], name[64], hash[65] = "";
@@ -936,7 +802,7 @@ static int worker_runs(const struct cluster *c, rcds_client *cl, struct runs *r,
 
 /* --------------------------------------------------------------- peer leg */
 
-static int agent_call(const struct cluster *c, const char *address, Snipe__AgentRequest *req,
+static int agent_call(const struct bu_cluster *c, const char *address, Snipe__AgentRequest *req,
                       Snipe__AgentReply **r, char *err, size_t errlen)
 {
 	char aerr[512] = "";
@@ -954,13 +820,13 @@ static int agent_call(const struct cluster *c, const char *address, Snipe__Agent
 /* One agent-to-agent copy as a commit makes it, with this process in the sending
  * agent's place: every block to host3 in BlocksPut batches (host3 checks, writes and
  * syncs each batch), then back in BlocksGet batches as a load fetches them. */
-static int peer_leg(const struct cluster *c, rcds_client *cl, const struct blockset *s,
+static int peer_leg(const struct bu_cluster *c, rcds_client *cl, const struct blockset *s,
                     struct stages *st, char *err, size_t errlen)
 {
 	char address[256];
 	Snipe__Block *b = calloc(s->n, sizeof(*b));
 	Snipe__Block **bp = calloc(s->n, sizeof(*bp));
-	int pid = agent_pid(c, "host3"), rc = 0;
+	int pid = bu_agent_pid(c, "host3"), rc = 0;
 	if (b == NULL || bp == NULL)
 		rc = bu_fail(err, errlen, "out of memory");
 	if (rc == 0 && sni_host_address(cl, "host3", address, sizeof(address)) != SNIPE_OK)
@@ -975,7 +841,7 @@ static int peer_leg(const struct cluster *c, rcds_client *cl, const struct block
 		rc = agent_call(c, address, &req, &r, err, errlen);
 	if (r != NULL)
 		snipe__agent_reply__free_unpacked(r, NULL);
-	double cpu0 = proc_cpu(pid), t0 = now_ms();
+	double cpu0 = bu_cpu_s(pid, true), t0 = now_ms();
 	for (size_t i = 0; rc == 0 && i < s->n;) {
 		Snipe__BlocksPut put;
 		put_batch(s, &i, &req, &put, b, bp);
@@ -984,7 +850,7 @@ static int peer_leg(const struct cluster *c, rcds_client *cl, const struct block
 		if (r != NULL)
 			snipe__agent_reply__free_unpacked(r, NULL);
 	}
-	double cpu1 = proc_cpu(pid), t1 = now_ms();
+	double cpu1 = bu_cpu_s(pid, true), t1 = now_ms();
 	for (size_t i = 0; rc == 0 && i < s->n;) {
 		ProtobufCBinaryData h[GET_BATCH];
 		Snipe__BlocksGet get = SNIPE__BLOCKS_GET__INIT;
@@ -1006,7 +872,7 @@ static int peer_leg(const struct cluster *c, rcds_client *cl, const struct block
 	st->peer_put = t1 - t0;
 	st->peer_get = now_ms() - t1;
 	st->peer_put_cpu = cpu1 - cpu0;
-	st->peer_get_cpu = proc_cpu(pid) - cpu1;
+	st->peer_get_cpu = bu_cpu_s(pid, true) - cpu1;
 	free(b);
 	free(bp);
 	return rc;
@@ -1166,7 +1032,7 @@ static void print_report(const struct runs *r, const struct stages *st, struct a
 
 /* ---------------------------------------------------------------------- main */
 
-static int anchors(const struct cluster *c, uint8_t *buf, struct anchor *a, char *err,
+static int anchors(const struct bu_cluster *c, uint8_t *buf, struct anchor *a, char *err,
                    size_t errlen)
 {
 	fill_random(buf, state_bytes, SEED);
@@ -1176,8 +1042,8 @@ static int anchors(const struct cluster *c, uint8_t *buf, struct anchor *a, char
 	return 0;
 }
 
-static int bench(struct cluster *c, struct runs *r, struct stages *st, struct anchor *a,
-                 char *err, size_t errlen)
+static int bench(struct bu_cluster *c, const char *dir, struct runs *r, struct stages *st,
+                 struct anchor *a, char *err, size_t errlen)
 {
 	struct blockset s = {0};
 	rcds_client *cl = NULL;
@@ -1186,7 +1052,7 @@ static int bench(struct cluster *c, struct runs *r, struct stages *st, struct an
 	uint8_t *buf = malloc(state_bytes);
 	int rc = buf != NULL ? 0 : bu_fail(err, errlen, "out of memory");
 	if (rc == 0)
-		rc = cluster_up(c, err, errlen);
+		rc = bu_cluster_up(c, snipe_bin, dir, HOSTS, 0, err, errlen);
 	if (rc == 0)
 		rc = anchors(c, buf, a, err, errlen);
 	if (rc == 0)
@@ -1218,7 +1084,7 @@ static int bench(struct cluster *c, struct runs *r, struct stages *st, struct an
 int main(int argc, char **argv)
 {
 	char self[4096], err[1024] = "", derr[512];
-	static struct cluster c;
+	static struct bu_cluster c;
 	static struct runs r;
 	static struct stages st;
 	static struct anchor a;
@@ -1261,17 +1127,14 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	snprintf(c.dir, sizeof(c.dir), "/tmp/snipe-bench-ckpt-%d", (int)getpid());
-	int rc = mkdir(c.dir, 0700) == 0
-	                 ? 0
-	                 : bu_fail(err, sizeof(err), "cannot create %s: %s", c.dir, strerror(errno));
-	if (rc == 0)
-		rc = bench(&c, &r, &st, &a, err, sizeof(err));
-	if (cluster_down(&c, derr, sizeof(derr)) != 0 && rc == 0)
+	char scratch[64];
+	snprintf(scratch, sizeof(scratch), "/tmp/snipe-bench-ckpt-%d", (int)getpid());
+	int rc = bench(&c, scratch, &r, &st, &a, err, sizeof(err));
+	if (bu_cluster_down(&c, snipe_bin, keep_dir || rc != 0, derr, sizeof(derr)) != 0 && rc == 0)
 		rc = bu_fail(err, sizeof(err), "%s", derr);
 	if (rc != 0)
 		fprintf(stderr, "bench_ckpt: %s\n", err);
-	if (keep_dir)
+	if (c.dir[0] != '\0' && access(c.dir, F_OK) == 0)
 		fprintf(stderr, "bench_ckpt: logs kept in %s\n", c.dir);
 	if (rc != 0)
 		return 1;

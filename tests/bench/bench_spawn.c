@@ -56,14 +56,10 @@
 #define NOFILE_RATIO 1.25 /* "independent": the high limit's p50 within this of the low's */
 
 struct cluster {
-	char dir[256];
-	char endpoints[2048];
-	char key_path[2048];
-	snipe_key *admin;
+	struct bu_cluster b;
 	rlim_t nofile;        /* RLIMIT_NOFILE its daemons were started with */
 	long agent_nofile;    /* what an agent's /proc/PID/limits says it has */
 	int lat_spawned;      /* processes lat-0 .. lat-<n-1> were spawned */
-	bool started;         /* cluster up ran: cluster down must run too */
 };
 
 struct latency {
@@ -140,7 +136,7 @@ static int catalog_ms(const struct cluster *c, double *write50, double *read50, 
 	static double wl[CATALOG_RUNS], rl[CATALOG_RUNS];
 	rcds_client *cl = NULL;
 	char cerr[256] = "";
-	int rc = rcds_client_open(c->endpoints, c->admin, &cl, cerr, sizeof(cerr));
+	int rc = rcds_client_open(c->b.endpoints, c->b.admin, &cl, cerr, sizeof(cerr));
 	if (rc != SNIPE_OK)
 		return bu_fail(err, errlen, "catalog: %s", cerr);
 	rcds_client_set_timeout(cl, CLIENT_TIMEOUT_MS);
@@ -177,53 +173,6 @@ static int catalog_ms(const struct cluster *c, double *write50, double *read50, 
 
 /* ------------------------------------------------------------------ cluster */
 
-/* Runs argv (argv[0] a path) with RLIMIT_NOFILE set to nofile (0: as ours), stdout and
- * stderr to the file out; its exit status, or -1. */
-static int run_cmd(char *const argv[], rlim_t nofile, const char *out)
-{
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		struct rlimit rl = {nofile, nofile};
-		static const char msg[] = "bench_spawn: cannot set RLIMIT_NOFILE\n";
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0)
-			_exit(126);
-		if (nofile != 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-			ssize_t w = write(fd, msg, sizeof(msg) - 1);
-			_exit(w < 0 ? 126 : 125);
-		}
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		close_range(3, ~0u, 0); /* our catalog sockets are not the daemons' business */
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* The pid of host's agent from DIR/pids ("<pid> snipe-agentd <host>" lines), or -1. */
-static pid_t agent_pid(const struct cluster *c, const char *host)
-{
-	char path[512], line[256], prog[64], name[64];
-	int p;
-	pid_t pid = -1;
-	snprintf(path, sizeof(path), "%s/pids", c->dir);
-	FILE *f = fopen(path, "r");
-	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "%d %63s %63s", &p, prog, name) == 3 &&
-		    strcmp(prog, "snipe-agentd") == 0 && strcmp(name, host) == 0)
-			pid = p;
-	if (f != NULL)
-		fclose(f);
-	return pid;
-}
-
 /* The soft "Max open files" of pid, from /proc/PID/limits; -1 if unreadable. */
 static long proc_nofile(pid_t pid)
 {
@@ -240,113 +189,28 @@ static long proc_nofile(pid_t pid)
 }
 
 /* `snipe cluster up --hosts 3` in a fresh /tmp directory, its daemons with
- * RLIMIT_NOFILE = nofile; fills c from what it prints. */
+ * RLIMIT_NOFILE = nofile. */
 static int cluster_up(struct cluster *c, const char *tag, rlim_t nofile, char *err,
                       size_t errlen)
 {
-	char out[512], line[2048], hosts[8];
+	char dir[128];
 	memset(c, 0, sizeof(*c));
 	c->nofile = nofile;
-	snprintf(c->dir, sizeof(c->dir), "/tmp/snipe-bench-spawn-%d-%s", (int)getpid(), tag);
-	if (mkdir(c->dir, 0700) != 0)
-		return bu_fail(err, errlen, "cannot create %s: %s", c->dir, strerror(errno));
-	snprintf(out, sizeof(out), "%s/up.out", c->dir);
-	snprintf(hosts, sizeof(hosts), "%d", HOSTS);
-	char *const argv[] = {snipe_bin, "cluster", "up", "--hosts", hosts, "--dir", c->dir, NULL};
-	c->started = true;
-	int rc = run_cmd(argv, nofile, out);
-	if (rc != 0) {
-		bu_last_line(out, line, sizeof(line));
-		return bu_fail(err, errlen, "snipe cluster up (nofile %llu) failed: %s",
-		            (unsigned long long)nofile, line);
-	}
-	FILE *f = fopen(out, "r");
-	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-		line[strcspn(line, "\n")] = '\0';
-		if (strncmp(line, "export SNIPE_CATALOG=", 21) == 0)
-			snprintf(c->endpoints, sizeof(c->endpoints), "%s", line + 21);
-		if (strncmp(line, "export SNIPE_KEY=", 17) == 0)
-			snprintf(c->key_path, sizeof(c->key_path), "%s", line + 17);
-	}
-	if (f != NULL)
-		fclose(f);
-	if (c->endpoints[0] == '\0' || c->key_path[0] == '\0')
-		return bu_fail(err, errlen, "snipe cluster up printed no SNIPE_CATALOG/SNIPE_KEY (%s)",
-		            out);
-	char kerr[256];
-	if (snipe_key_load(c->key_path, &c->admin, kerr, sizeof(kerr)) != SNIPE_OK)
-		return bu_fail(err, errlen, "admin key: %s", kerr);
-	c->agent_nofile = proc_nofile(agent_pid(c, "host1"));
+	snprintf(dir, sizeof(dir), "/tmp/snipe-bench-spawn-%d-%s", (int)getpid(), tag);
+	if (bu_cluster_up(&c->b, snipe_bin, dir, HOSTS, nofile, err, errlen) != 0)
+		return -1;
+	c->agent_nofile = proc_nofile(bu_agent_pid(&c->b, "host1"));
 	if (c->agent_nofile != (long)nofile)
 		return bu_fail(err, errlen, "host1's agent runs with nofile %ld, not %llu",
 		            c->agent_nofile, (unsigned long long)nofile);
 	return 0;
 }
 
-/* `snipe cluster down`, then a check that nothing of the cluster is left: what is
- * (a product bug) is named, killed by pid, and makes this fail. Removes the directory
- * unless --keep or failing. */
+/* `snipe cluster down` and the check that nothing is left; the directory stays if
+ * --keep or failing. */
 static int cluster_down(struct cluster *c, bool failing, char *err, size_t errlen)
 {
-	char out[512], line[1024];
-	int rc = 0;
-	snipe_key_free(c->admin);
-	c->admin = NULL;
-	if (!c->started)
-		return 0;
-	c->started = false;
-	snprintf(out, sizeof(out), "%s/down.out", c->dir);
-	char *const argv[] = {snipe_bin, "cluster", "down", "--dir", c->dir, NULL};
-	if (run_cmd(argv, 0, out) != 0) {
-		bu_last_line(out, line, sizeof(line));
-		rc = bu_fail(err, errlen, "snipe cluster down failed: %s", line);
-	}
-	pid_t left[64];
-	int n = 0;
-	for (int waited = 0; waited <= 5000; waited += 100) {
-		n = bu_belonging(c->dir, left, 64);
-		if (n == 0)
-			break;
-		pause_ms(100);
-	}
-	for (int i = 0; i < n; i++) {
-		char path[64], cmd[256] = "";
-		snprintf(path, sizeof(path), "/proc/%d/comm", (int)left[i]);
-		FILE *f = fopen(path, "r");
-		if (f != NULL && fgets(cmd, sizeof(cmd), f) != NULL)
-			cmd[strcspn(cmd, "\n")] = '\0';
-		if (f != NULL)
-			fclose(f);
-		fprintf(stderr, "bench_spawn: pid %d (%s) of %s still runs 5 s after cluster down: "
-		        "killing it\n", (int)left[i], cmd, c->dir);
-		kill(left[i], SIGKILL);
-	}
-	if (n > 0 && rc == 0)
-		rc = bu_fail(err, errlen, "%d processes of %s outlived snipe cluster down", n, c->dir);
-	if (!keep_dirs && !failing && rc == 0)
-		bu_remove_tree(c->dir);
-	return rc;
-}
-
-/* CPU seconds pid has used (user + system; with its waited-for children if
- * children), from /proc/PID/stat; 0 if unreadable. */
-static double cpu_s(pid_t pid, bool children)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f != NULL)
-		fclose(f);
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	unsigned long long v[4] = {0};
-	/* after the command: state is field 3; utime, stime, cutime, cstime are 14-17 */
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu "
-	                        "%llu", &v[0], &v[1], &v[2], &v[3]) != 4)
-		return 0;
-	unsigned long long t = v[0] + v[1] + (children ? v[2] + v[3] : 0);
-	return (double)t / (double)sysconf(_SC_CLK_TCK);
+	return bu_cluster_down(&c->b, snipe_bin, keep_dirs || failing, err, errlen);
 }
 
 /* Where the CPU goes: the catalog's leader, the other replicas, the agents (with the
@@ -360,21 +224,21 @@ static void cpu_sample(const struct cluster *c, uint64_t leader, struct cpu *out
 	char path[512], line[256], prog[64], name[64];
 	int pid;
 	memset(out, 0, sizeof(*out));
-	snprintf(path, sizeof(path), "%s/pids", c->dir);
+	snprintf(path, sizeof(path), "%s/pids", c->b.dir);
 	FILE *f = fopen(path, "r");
 	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
 		if (sscanf(line, "%d %63s %63s", &pid, prog, name) != 3)
 			continue;
 		if (strcmp(prog, "snipe-agentd") == 0)
-			out->agents += cpu_s(pid, true);
+			out->agents += bu_cpu_s(pid, true);
 		else if (strncmp(name, "replica", 7) == 0 && strtoull(name + 7, NULL, 10) == leader)
-			out->leader += cpu_s(pid, false);
+			out->leader += bu_cpu_s(pid, false);
 		else
-			out->replicas += cpu_s(pid, false);
+			out->replicas += bu_cpu_s(pid, false);
 	}
 	if (f != NULL)
 		fclose(f);
-	out->self = cpu_s(getpid(), false);
+	out->self = bu_cpu_s(getpid(), false);
 }
 
 /* The catalog's leader's replica id, or 0. */
@@ -384,7 +248,7 @@ static uint64_t leader_id(const struct cluster *c)
 	rcds_status st;
 	char err[256];
 	uint64_t id = 0;
-	if (rcds_client_open(c->endpoints, c->admin, &cl, err, sizeof(err)) != SNIPE_OK)
+	if (rcds_client_open(c->b.endpoints, c->b.admin, &cl, err, sizeof(err)) != SNIPE_OK)
 		return 0;
 	if (rcds_status_get(cl, NULL, &st, err, sizeof(err)) == SNIPE_OK)
 		id = st.leader_id;
@@ -405,7 +269,7 @@ static int spawn(rcds_client *cl, const char *name, const char *host, snipe_rest
 
 static int open_client(const struct cluster *c, rcds_client **cl, char *err, size_t errlen)
 {
-	if (rcds_client_open(c->endpoints, c->admin, cl, err, errlen) != SNIPE_OK)
+	if (rcds_client_open(c->b.endpoints, c->b.admin, cl, err, errlen) != SNIPE_OK)
 		return -1;
 	rcds_client_set_timeout(*cl, CLIENT_TIMEOUT_MS);
 	return 0;
@@ -650,7 +514,7 @@ static bool host_states(rcds_client *cl, uint64_t version[HOSTS])
 static int record_pid(const struct cluster *c, const char *host, pid_t old, pid_t pid)
 {
 	char path[512], text[4096] = "", line[256];
-	snprintf(path, sizeof(path), "%s/pids", c->dir);
+	snprintf(path, sizeof(path), "%s/pids", c->b.dir);
 	FILE *f = fopen(path, "r");
 	while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
 		size_t u = strlen(text);
@@ -679,7 +543,7 @@ static pid_t respawn(const struct cluster *c, const char *host, char *cmdline, s
 	for (size_t i = 0; i < len && argc < 63; i += strlen(cmdline + i) + 1)
 		argv[argc++] = cmdline + i;
 	argv[argc] = NULL;
-	snprintf(log, sizeof(log), "%s/%s.log", c->dir, host);
+	snprintf(log, sizeof(log), "%s/%s.log", c->b.dir, host);
 	if (argc == 0 || pipe2(fds, O_CLOEXEC) != 0)
 		return -1;
 	pid_t mid = fork();
@@ -725,9 +589,9 @@ static int failover_round(const struct cluster *c, rcds_client *cl, const char *
 	if (strcmp(before.state, "running") != 0)
 		return bu_fail(err, errlen, "failover: %s is %s before the kill", urn, before.state);
 	snprintf(host, sizeof(host), "%s", before.host);
-	pid_t pid = agent_pid(c, host);
+	pid_t pid = bu_agent_pid(&c->b, host);
 	if (pid <= 0)
-		return bu_fail(err, errlen, "failover: no agent pid for %s in %s/pids", host, c->dir);
+		return bu_fail(err, errlen, "failover: no agent pid for %s in %s/pids", host, c->b.dir);
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t len = fd >= 0 ? read(fd, cmdline, sizeof(cmdline)) : -1;
@@ -769,7 +633,7 @@ static int failover_round(const struct cluster *c, rcds_client *cl, const char *
 			return bu_fail(err, errlen, "interrupted");
 		if (ms_since(t1) > ROUND_TIMEOUT_MS)
 			return bu_fail(err, errlen, "failover: %s not up again %d s after its agent restarted "
-			            "(see %s/%s.log)", host, ROUND_TIMEOUT_MS / 1000, c->dir, host);
+			            "(see %s/%s.log)", host, ROUND_TIMEOUT_MS / 1000, c->b.dir, host);
 		pause_ms(POLL_MS);
 	}
 	return 0;
@@ -1002,10 +866,10 @@ int main(int argc, char **argv)
 		rc = bu_fail(err, sizeof(err), "%s", derr);
 	if (rc != 0)
 		fprintf(stderr, "bench_spawn: %s\n", err);
-	if (lo.dir[0] != '\0' && access(lo.dir, F_OK) == 0)
-		fprintf(stderr, "bench_spawn: logs kept in %s\n", lo.dir);
-	if (hi.dir[0] != '\0' && access(hi.dir, F_OK) == 0)
-		fprintf(stderr, "bench_spawn: logs kept in %s\n", hi.dir);
+	if (lo.b.dir[0] != '\0' && access(lo.b.dir, F_OK) == 0)
+		fprintf(stderr, "bench_spawn: logs kept in %s\n", lo.b.dir);
+	if (hi.b.dir[0] != '\0' && access(hi.b.dir, F_OK) == 0)
+		fprintf(stderr, "bench_spawn: logs kept in %s\n", hi.b.dir);
 	if (rc != 0)
 		return 1;
 	print_table(&r);
