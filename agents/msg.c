@@ -12,8 +12,9 @@
  * the receiver has consumed, to the agent of the receiver's host (or delivers them
  * here). The receiving library acknowledges (received, consumed, durable, or "expect"
  * for a gap or a restart); acks and bounces ("not running here") come back to the
- * outbox. Nothing acknowledged for RTO_MS: send again from `received`; for STALLS_RESET
- * rounds: look the receiver up again and reopen the channel to its agent. A receiver
+ * outbox. Nothing acknowledged for RTO_MS (doubling to 1 s): send again from `received`;
+ * for STALLS_RESET rounds: look the receiver up again and reopen the channel to its
+ * agent. A receiver
  * found on another host or at another epoch gets everything above the floor again; its
  * library drops what it already has. An outbox is bounded (--msg-buffer, OUTBOX_BYTES):
  * a full one leaves messages on the port, which stops the sender.
@@ -36,9 +37,10 @@
 #define FRAME_BYTES (256u << 10)
 #define OUTBOX_BYTES (64u << 20)
 #define HELD_MAX 1024             /* per port: the library's window is 256 */
+#define TELL_EVERY 128            /* messages taken between tellings (half its window) */
 #define TICK_MS 50
 #define RTO_MS 250
-#define STALLS_RESET 4
+#define STALLS_RESET 3
 #define RESOLVE_AGAIN_MS 100
 #define BURST 256
 #define IDLE_OUTBOX_MS 60000      /* an empty outbox whose sender is gone is forgotten */
@@ -95,6 +97,7 @@ struct port {
 	sni_chan ch;
 	bool ready;
 	uint64_t taken, told;
+	bool sync;                /* the library waits to hear that all it sent is taken */
 	struct held *held;        /* ring of HELD_MAX */
 	size_t hhead, hlen;
 	Snipe__MsgFail **fails;   /* to tell the process */
@@ -453,11 +456,16 @@ static void port_fail(struct port *p, const struct route *r)
 	p->fails[p->nfails++] = f;
 }
 
-/* Tells the process how many of its messages were taken, and what failed. */
+/* Tells the process how many of its messages were taken, and what failed: when it
+ * waits to know (sync, with nothing held), every TELL_EVERY messages (so a full window
+ * opens), and at once on a failure. Fewer frames to the sender, fewer wakeups. */
 static void port_tell(struct port *p)
 {
-	if (p->taken == p->told && p->nfails == 0)
+	bool waits = p->sync && p->hlen == 0;
+	if (p->nfails == 0 && !waits && p->taken - p->told < TELL_EVERY)
 		return;
+	if (waits)
+		p->sync = false;
 	Snipe__ChanBody body = SNIPE__CHAN_BODY__INIT;
 	body.accepted = p->taken;
 	body.fails = p->fails;
@@ -781,7 +789,8 @@ static void tick(uv_timer_t *t)
 				continue;
 			}
 		}
-		if (!waiting || ob->to->st != ROUTE_OK || now - ob->progress_ms < RTO_MS)
+		uint64_t rto = (uint64_t)RTO_MS << (ob->stalls < 2 ? ob->stalls : 2);
+		if (!waiting || ob->to->st != ROUTE_OK || now - ob->progress_ms < rto)
 			continue;
 		/* no answer: send again from what arrived, or probe with the last one sent */
 		ob->stalls++;
@@ -854,6 +863,7 @@ static void port_body(struct msgs *ms, struct port *p, Snipe__ChanBody *body)
 {
 	const char *me = ms->a->cfg->name;
 	uint64_t now = sni_mono_ms();
+	p->sync = p->sync || body->sync;
 	for (size_t i = 0; i < body->n_msgs; i++) {
 		const Snipe__Msg *g = body->msgs[i];
 		snipe_urn u;

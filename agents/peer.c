@@ -42,6 +42,9 @@ struct peer {
 	uint64_t hello_ms;
 	uint8_t *stash; /* a hello that came before the host was looked up */
 	size_t stash_len;
+	uint8_t *pending; /* a hello or welcome not sent yet (a socket still connecting) */
+	size_t pending_len;
+	uint64_t pending_ms;
 };
 
 struct peers {
@@ -98,6 +101,7 @@ static void peer_free(struct peer *e)
 	if (e->push >= 0)
 		nn_close(e->push);
 	free(e->stash);
+	free(e->pending);
 	sodium_memzero(e, sizeof(*e));
 	free(e);
 }
@@ -237,10 +241,23 @@ static void lookup(peers *p, struct peer *e)
 
 /* ------------------------------------------------------------------ frames */
 
-static void send_frame(struct peer *e, const uint8_t *frame, size_t len)
+/* Sealed frames that nanomsg cannot take now are lost (msg.c sends their messages
+ * again); a hello or welcome is kept (keep) and tried again by peers_tick, since a
+ * socket just connected to a new peer takes nothing for a moment. */
+static void send_frame(struct peer *e, const uint8_t *frame, size_t len, bool keep)
 {
-	if (e->push >= 0)
-		(void)nn_send(e->push, frame, len, NN_DONTWAIT); /* lost: sent again later */
+	if (e->push >= 0 && nn_send(e->push, frame, len, NN_DONTWAIT) >= 0)
+		return;
+	if (!keep)
+		return;
+	uint8_t *copy = malloc(len);
+	if (copy == NULL)
+		return;
+	memcpy(copy, frame, len);
+	free(e->pending);
+	e->pending = copy;
+	e->pending_len = len;
+	e->pending_ms = sni_mono_ms();
 }
 
 static void send_hello(peers *p, struct peer *e)
@@ -251,7 +268,7 @@ static void send_hello(peers *p, struct peer *e)
 		return;
 	e->opening = true;
 	e->hello_ms = sni_mono_ms();
-	send_frame(e, frame, len);
+	send_frame(e, frame, len, true);
 	free(frame);
 }
 
@@ -350,7 +367,7 @@ static void on_hello(peers *p, const Snipe__ChanFrame *f, const uint8_t *buf, si
 		size_t flen = 0;
 		if (sni_chan_accept(p->a->key, p->a->cfg->name, ok, &ch, &frame, &flen) == SNIPE_OK) {
 			take_channel(e, &ch);
-			send_frame(e, frame, flen);
+			send_frame(e, frame, flen, true);
 			free(frame);
 			snipe_log(SNIPE_LOG_DEBUG, "msg", "channel from %s opened", e->name);
 		} else
@@ -455,7 +472,7 @@ int peers_send(peers *p, const char *host, const Snipe__ChanBody *body)
 	size_t len = 0;
 	int rc = sni_chan_seal(&e->cur, body, &frame, &len);
 	if (rc == SNIPE_OK)
-		send_frame(e, frame, len);
+		send_frame(e, frame, len, false);
 	free(frame);
 	return rc;
 }
@@ -480,6 +497,12 @@ void peers_tick(peers *p)
 	uint64_t now = sni_mono_ms();
 	for (size_t i = 0; i < p->n; i++) {
 		struct peer *e = p->v[i];
+		if (e->pending != NULL && e->push >= 0 &&
+		    (nn_send(e->push, e->pending, e->pending_len, NN_DONTWAIT) >= 0 ||
+		     now - e->pending_ms >= HELLO_AGAIN_MS)) {
+			free(e->pending);
+			e->pending = NULL;
+		}
 		if (e->opening && e->st == P_KNOWN && now - e->hello_ms >= HELLO_AGAIN_MS)
 			send_hello(p, e);
 	}

@@ -155,38 +155,19 @@ static struct source *source_find(snipe_ctx *m, const char *urn, bool add)
 
 /* --------------------------------------------------------------- the wire */
 
+/* Seals and sends body to the agent, with the acknowledgements due (every sender with
+ * news rides along: a reply carries the acknowledgement of what it answers). */
 static int send_body(snipe_ctx *m, const Snipe__ChanBody *body)
 {
-	uint8_t *frame = NULL;
-	size_t len = 0;
-	int rc = sni_chan_seal(&m->ch, body, &frame, &len);
-	if (rc != SNIPE_OK)
-		return fail(m, rc, "cannot seal a message: %s", snipe_strerror(rc));
-	int n = nn_send(m->sock, frame, len, 0);
-	free(frame);
-	if (n < 0)
-		return fail(m, SNIPE_EIO, "the agent does not take messages: %s",
-		            nn_strerror(nn_errno()));
-	return SNIPE_OK;
-}
-
-/* Tells the senders' agents how far this process got, for every sender with news. */
-static void send_acks(snipe_ctx *m)
-{
+	Snipe__ChanBody b = *body;
+	Snipe__MsgAck *acks = NULL, **ptrs = NULL;
 	size_t n = 0;
 	for (size_t i = 0; i < m->nsrcs; i++)
 		n += m->srcs[i].dirty;
-	if (n == 0)
-		return;
-	Snipe__MsgAck *acks = calloc(n, sizeof(*acks));
-	Snipe__MsgAck **ptrs = calloc(n, sizeof(*ptrs));
-	if (acks == NULL || ptrs == NULL) {
-		free(acks);
-		free(ptrs);
-		return; /* they are sent again with the next news */
-	}
-	size_t k = 0;
-	for (size_t i = 0; i < m->nsrcs; i++) {
+	if (n > 0 && ((acks = calloc(n, sizeof(*acks))) == NULL ||
+	              (ptrs = calloc(n, sizeof(*ptrs))) == NULL))
+		n = 0; /* they go with the next frame */
+	for (size_t i = 0, k = 0; k < n && i < m->nsrcs; i++) {
 		struct source *s = &m->srcs[i];
 		if (!s->dirty)
 			continue;
@@ -199,19 +180,57 @@ static void send_acks(snipe_ctx *m)
 		a->consumed = s->consumed;
 		a->durable = s->durable;
 		a->expect = s->ask_gap ? s->received + 1 : 0;
-		s->ask_gap = false;
 		ptrs[k++] = a;
+	}
+	b.acks = ptrs;
+	b.n_acks = n;
+	uint8_t *frame = NULL;
+	size_t len = 0;
+	int rc = sni_chan_seal(&m->ch, &b, &frame, &len);
+	int sent = rc == SNIPE_OK ? nn_send(m->sock, frame, len, 0) : -1;
+	free(frame);
+	free(acks);
+	free(ptrs);
+	if (rc != SNIPE_OK)
+		return fail(m, rc, "cannot seal a message: %s", snipe_strerror(rc));
+	if (sent < 0)
+		return fail(m, SNIPE_EIO, "the agent does not take messages: %s",
+		            nn_strerror(nn_errno()));
+	for (size_t i = 0; n > 0 && i < m->nsrcs; i++) {
+		struct source *s = &m->srcs[i];
+		if (!s->dirty)
+			continue;
 		s->acked_received = s->received;
 		s->acked_consumed = s->consumed;
 		s->acked_durable = s->durable;
-		s->dirty = false;
+		s->ask_gap = s->dirty = false;
 	}
+	return SNIPE_OK;
+}
+
+/* Sends the acknowledgements due, if any, in a frame of their own. */
+static void send_acks(snipe_ctx *m)
+{
+	bool due = false;
+	for (size_t i = 0; !due && i < m->nsrcs; i++)
+		due = m->srcs[i].dirty;
 	Snipe__ChanBody body = SNIPE__CHAN_BODY__INIT;
-	body.acks = ptrs;
-	body.n_acks = k;
-	(void)send_body(m, &body);
-	free(acks);
-	free(ptrs);
+	if (due)
+		(void)send_body(m, &body);
+}
+
+/* Whether an acknowledgement cannot wait for the next frame to the agent, or for the
+ * program to block in this library: a gap, or a window's worth of news. */
+static bool acks_urgent(const snipe_ctx *m)
+{
+	for (size_t i = 0; i < m->nsrcs; i++) {
+		const struct source *s = &m->srcs[i];
+		if (s->dirty && (s->ask_gap || s->received - s->acked_received >= ACK_EVERY ||
+		                 s->consumed - s->acked_consumed >= ACK_EVERY ||
+		                 s->durable - s->acked_durable >= ACK_EVERY))
+			return true;
+	}
+	return false;
 }
 
 /* A message from the agent: in order, a duplicate, or after a gap. */
@@ -304,7 +323,8 @@ static int pump(snipe_ctx *m, int timeout_ms)
 	for (size_t i = 0; i < body->n_msgs; i++)
 		take_msg(m, body->msgs[i]);
 	snipe__chan_body__free_unpacked(body, NULL);
-	send_acks(m);
+	if (acks_urgent(m))
+		send_acks(m);
 	return SNIPE_OK;
 }
 
@@ -317,6 +337,7 @@ static int pump_until(snipe_ctx *m, bool (*done)(snipe_ctx *, const void *), con
 		if (deadline != 0 && now >= deadline)
 			return SNIPE_ETIMEDOUT;
 		int wait = deadline == 0 ? 1000 : (int)(deadline - now);
+		send_acks(m); /* before blocking: nothing else will carry them */
 		int rc = pump(m, wait);
 		if (rc == SNIPE_EIO)
 			return fail(m, rc, "the agent's socket failed");
@@ -545,6 +566,7 @@ int snipe_send(snipe_ctx *m, const char *urn, uint32_t tag, const void *buf, siz
 	Snipe__ChanBody body = SNIPE__CHAN_BODY__INIT;
 	body.msgs = &gp;
 	body.n_msgs = 1;
+	body.sync = !d->known; /* the agent tells at once when it has found urn */
 	int rc = send_body(m, &body);
 	if (rc != SNIPE_OK)
 		return rc;
@@ -568,7 +590,14 @@ int snipe_send(snipe_ctx *m, const char *urn, uint32_t tag, const void *buf, siz
 
 int snipe_flush(snipe_ctx *m, int timeout_ms)
 {
-	int rc = pump_until(m, all_taken, NULL, deadline_of(timeout_ms));
+	int rc = SNIPE_OK;
+	if (!all_taken(m, NULL)) {
+		Snipe__ChanBody body = SNIPE__CHAN_BODY__INIT;
+		body.sync = true; /* tell me when all is taken */
+		rc = send_body(m, &body);
+	}
+	if (rc == SNIPE_OK)
+		rc = pump_until(m, all_taken, NULL, deadline_of(timeout_ms));
 	if (rc == SNIPE_ETIMEDOUT)
 		return fail(m, rc, "%" PRIu64 " messages still wait for the agent",
 		            m->sent - m->accepted);
@@ -616,11 +645,10 @@ int snipe_recv(snipe_ctx *m, const char **from, uint32_t *tag, void **buf, size_
 		s->consumed = e.seq;
 		if (m->ck == NULL)
 			s->durable = e.seq;
-		if (s->consumed - s->acked_consumed >= ACK_EVERY || m->qlen == 0)
-			s->dirty = true;
+		s->dirty = true; /* told with the next frame, before blocking, or now if urgent */
 	}
 	snprintf(m->from, sizeof(m->from), "%s", s->urn);
-	if (m->qlen == 0 || s->consumed - s->acked_consumed >= ACK_EVERY)
+	if (acks_urgent(m))
 		send_acks(m);
 	*from = m->from;
 	*tag = e.tag;
