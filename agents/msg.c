@@ -34,7 +34,7 @@
 
 #define SEND_WINDOW 1024          /* sent beyond what the receiver consumed */
 #define FRAME_MSGS 512
-#define FRAME_BYTES (256u << 10)
+#define FRAME_BYTES (64u << 10)   /* below malloc's mmap threshold: no page faults per frame */
 #define OUTBOX_BYTES (64u << 20)
 #define HELD_MAX 1024             /* per port: the library's window is 256 */
 #define TELL_EVERY 128            /* messages taken between tellings (half its window) */

@@ -507,6 +507,9 @@ int snipe_ckpt_commit_dir(snipe_ckpt *c, uint64_t *seq, char *err, size_t errlen
 typedef struct snipe_ctx snipe_ctx;
 #define SNIPE_MSG_MAX (256u * 1024u) /* the largest message body */
 #define SNIPE_NONBLOCK 1             /* snipe_send: SNIPE_EAGAIN instead of waiting */
+#define SNIPE_MORE 2                 /* snipe_send: more follow at once; may wait to go
+                                        with them (until a send without it, or any other
+                                        call on the context) */
 /*
  * Joins: connects to the agent named by SNIPE_MSG (set by the agent at spawn) with the
  * instance key SNIPE_PROC_KEY. ck (may be NULL) ties message positions to checkpoints:

@@ -29,6 +29,8 @@
 #define SEND_MS 10000          /* a blocked hand-over to the agent */
 #define FIRST_MS 120000        /* a first message's answer (the agent's timeout is less) */
 #define CLOSE_MS 5000
+#define MORE_MSGS 64           /* SNIPE_MORE: messages held back to go in one frame */
+#define MORE_BYTES (64u << 10)
 
 struct dest {
 	char *urn;
@@ -72,6 +74,9 @@ struct snipe_ctx {
 	size_t nsrcs, capsrcs;
 	struct queued *q;          /* ring of QUEUE_MAX */
 	size_t qhead, qlen, qbytes;
+	Snipe__Msg more[MORE_MSGS];  /* sent with SNIPE_MORE, not yet handed over */
+	Snipe__Msg *more_ptrs[MORE_MSGS];
+	size_t nmore, more_bytes;
 	char from[SNIPE_URN_MAX];  /* the last message's sender, for snipe_recv */
 	char err[256];
 };
@@ -219,6 +224,22 @@ static void send_acks(snipe_ctx *m)
 		(void)send_body(m, &body);
 }
 
+/* Hands over the messages held back by SNIPE_MORE, and sync with them if asked. */
+static int send_more(snipe_ctx *m, bool sync)
+{
+	if (m->nmore == 0 && !sync)
+		return SNIPE_OK;
+	Snipe__ChanBody body = SNIPE__CHAN_BODY__INIT;
+	body.msgs = m->more_ptrs;
+	body.n_msgs = m->nmore;
+	body.sync = sync;
+	int rc = send_body(m, &body);
+	for (size_t i = 0; i < m->nmore; i++)
+		free(m->more[i].data.data);
+	m->nmore = m->more_bytes = 0;
+	return rc;
+}
+
 /* Whether an acknowledgement cannot wait for the next frame to the agent, or for the
  * program to block in this library: a gap, or a window's worth of news. */
 static bool acks_urgent(const snipe_ctx *m)
@@ -337,6 +358,8 @@ static int pump_until(snipe_ctx *m, bool (*done)(snipe_ctx *, const void *), con
 		if (deadline != 0 && now >= deadline)
 			return SNIPE_ETIMEDOUT;
 		int wait = deadline == 0 ? 1000 : (int)(deadline - now);
+		if (m->nmore > 0)
+			(void)send_more(m, false);
 		send_acks(m); /* before blocking: nothing else will carry them */
 		int rc = pump(m, wait);
 		if (rc == SNIPE_EIO)
@@ -368,6 +391,8 @@ static void ctx_free(snipe_ctx *m)
 	}
 	for (size_t i = 0; i < m->qlen; i++)
 		free(m->q[(m->qhead + i) % QUEUE_MAX].data);
+	for (size_t i = 0; i < m->nmore; i++)
+		free(m->more[i].data.data);
 	free(m->dests);
 	free(m->srcs);
 	free(m->q);
@@ -549,29 +574,39 @@ int snipe_send(snipe_ctx *m, const char *urn, uint32_t tag, const void *buf, siz
 	if (d->fail != SNIPE_OK)
 		return dest_failure(m, d);
 	if (!window_open(m, NULL)) {
+		int rc = send_more(m, false);
+		if (rc != SNIPE_OK)
+			return rc;
 		if (flags & SNIPE_NONBLOCK)
 			return fail(m, SNIPE_EAGAIN, "%u messages wait for the agent", WINDOW);
-		int rc = pump_until(m, window_open, NULL, 0);
+		rc = pump_until(m, window_open, NULL, 0);
 		if (rc != SNIPE_OK)
 			return rc;
 		d = dest_find(m, urn, false);
 	}
-	Snipe__Msg g = SNIPE__MSG__INIT;
-	Snipe__Msg *gp = &g;
-	g.to = d->urn;
-	g.stream = (ProtobufCBinaryData){sizeof(m->stream), m->stream};
-	g.seq = d->seq + 1;
-	g.tag = tag;
-	g.data = (ProtobufCBinaryData){len, (uint8_t *)buf};
-	Snipe__ChanBody body = SNIPE__CHAN_BODY__INIT;
-	body.msgs = &gp;
-	body.n_msgs = 1;
-	body.sync = !d->known; /* the agent tells at once when it has found urn */
-	int rc = send_body(m, &body);
-	if (rc != SNIPE_OK)
-		return rc;
+	/* held back with the ones before it (SNIPE_MORE), then all go in one frame */
+	uint8_t *copy = malloc(len > 0 ? len : 1);
+	if (copy == NULL)
+		return fail(m, SNIPE_ENOMEM, "out of memory");
+	if (len > 0)
+		memcpy(copy, buf, len);
+	Snipe__Msg *g = &m->more[m->nmore];
+	snipe__msg__init(g);
+	g->to = d->urn;
+	g->stream = (ProtobufCBinaryData){sizeof(m->stream), m->stream};
+	g->seq = d->seq + 1;
+	g->tag = tag;
+	g->data = (ProtobufCBinaryData){len, copy};
+	m->more_ptrs[m->nmore++] = g;
+	m->more_bytes += len;
 	d->seq++;
 	m->sent++;
+	int rc = SNIPE_OK;
+	if (!(flags & SNIPE_MORE) || !d->known || m->nmore == MORE_MSGS ||
+	    m->more_bytes >= MORE_BYTES)
+		rc = send_more(m, !d->known); /* sync: the agent tells once it has found urn */
+	if (rc != SNIPE_OK)
+		return rc;
 	if (d->known)
 		return SNIPE_OK;
 	/* the first message to urn: wait until the agent found it, or gave up */
@@ -590,12 +625,7 @@ int snipe_send(snipe_ctx *m, const char *urn, uint32_t tag, const void *buf, siz
 
 int snipe_flush(snipe_ctx *m, int timeout_ms)
 {
-	int rc = SNIPE_OK;
-	if (!all_taken(m, NULL)) {
-		Snipe__ChanBody body = SNIPE__CHAN_BODY__INIT;
-		body.sync = true; /* tell me when all is taken */
-		rc = send_body(m, &body);
-	}
+	int rc = all_taken(m, NULL) ? send_more(m, false) : send_more(m, true);
 	if (rc == SNIPE_OK)
 		rc = pump_until(m, all_taken, NULL, deadline_of(timeout_ms));
 	if (rc == SNIPE_ETIMEDOUT)
@@ -627,6 +657,11 @@ static bool queued(snipe_ctx *m, const void *arg)
 int snipe_recv(snipe_ctx *m, const char **from, uint32_t *tag, void **buf, size_t *len,
                int timeout_ms)
 {
+	if (m->nmore > 0) {
+		int rc = send_more(m, false);
+		if (rc != SNIPE_OK)
+			return rc;
+	}
 	while (m->qlen == 0 && pump(m, 0) == SNIPE_OK)
 		;
 	if (m->qlen == 0 && timeout_ms != 0) {
@@ -661,6 +696,7 @@ int snipe_recv(snipe_ctx *m, const char **from, uint32_t *tag, void **buf, size_
 
 int sni_msg_snapshot(snipe_ctx *m, uint8_t **buf, size_t *len)
 {
+	(void)send_more(m, false); /* the numbers saved are of messages the agent has */
 	Snipe__MsgState st = SNIPE__MSG_STATE__INIT;
 	Snipe__MsgPos *pos = calloc(m->ndests + m->nsrcs + 1, sizeof(*pos));
 	Snipe__MsgPos **sent = calloc(m->ndests + 1, sizeof(*sent));
