@@ -25,6 +25,7 @@
 #define LOOKUP_AGAIN_MS 1000  /* a host the catalog did not know is looked up again */
 #define DROP_LOGS_PER_S 20    /* dropped frames logged per second, at most */
 #define SNDBUF (4 << 20)
+#define PEERS_MAX 1024        /* hosts remembered; one the catalog did not know goes first */
 
 enum peer_state { P_UNKNOWN, P_LOOKING, P_KNOWN, P_GONE };
 
@@ -125,6 +126,16 @@ static struct peer *peer_find(peers *p, const char *name, bool add)
 			return p->v[i];
 	if (!add)
 		return NULL;
+	if (p->n >= PEERS_MAX) {
+		/* hellos naming hosts nobody registered must not grow this without bound */
+		size_t i = 0;
+		while (i < p->n && p->v[i]->st != P_GONE)
+			i++;
+		if (i == p->n)
+			return NULL;
+		peer_free(p->v[i]);
+		p->v[i] = p->v[--p->n];
+	}
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? 2 * p->cap : 8;
 		struct peer **v = realloc(p->v, cap * sizeof(*v));
