@@ -11,7 +11,9 @@
  * Throughput: 1 KiB messages one way as fast as the sender may send (snipe_send waits
  * while the window is full; raw nanomsg: PUSH -> PULL), timed at the receiver from the
  * first to the last message received; the receiver checks that every message arrived,
- * once and in order. Also the CPU each process used per message.
+ * once and in order. Also the CPU each process used per message. SNIPE is run twice:
+ * every message sent without flags, then every message sent with SNIPE_MORE (the library
+ * hands the agent up to 64 in a frame).
  *
  * Each baseline is run RAW_RUNS times, half before and half after the SNIPE figures, and
  * its median reported beside every run's value: on a small machine a raw round trip
@@ -81,9 +83,19 @@ struct tput {
 	double cpu_catalog;           /* s, the replicas meanwhile */
 };
 
+/* The ways the SNIPE sender sends, each a throughput run of its own. */
+static const struct tput_mode {
+	const char *suffix; /* of msg_bench_prog's mode ("source..."), names and files */
+	const char *label;  /* its row in the report */
+} tput_modes[] = {
+	{"", "one way, 1 KiB"},
+	{"-more", "one way, 1 KiB, SNIPE_MORE"},
+};
+#define TPUT_MODES (int)(sizeof(tput_modes) / sizeof(tput_modes[0]))
+
 struct results {
 	struct rtt raw_rtts[RAW_RUNS], rtt;
-	struct tput raw_tputs[RAW_RUNS], tput;
+	struct tput raw_tputs[RAW_RUNS], tput[TPUT_MODES];
 	struct rtt raw_rtt;   /* the median of each figure over the runs */
 	struct tput raw_tput;
 	int raw_runs;         /* runs of each baseline done */
@@ -481,26 +493,30 @@ static void cpu_sample(const struct bu_cluster *c, double agents[HOSTS], double 
 		fclose(f);
 }
 
-/* One-way throughput: sink on the receiving host, source on the sending host. */
-static int snipe_tput(const struct bu_cluster *c, rcds_client *cl, struct tput *t, char *err,
-                      size_t errlen)
+/* One-way throughput, the sender sending as m says: sink on the receiving host, source
+ * on the sending host. */
+static int snipe_tput(const struct bu_cluster *c, rcds_client *cl, const struct tput_mode *m,
+                      struct tput *t, char *err, size_t errlen)
 {
-	char kout[512], sout[512], n[16], size[16];
+	char kout[512], sout[512], n[16], size[16], kname[32], sname[48], mode[32];
 	char sink[SNIPE_URN_MAX], source[SNIPE_URN_MAX], kwhy[4300], swhy[4300];
 	double a0[HOSTS], a1[HOSTS], cat0, cat1;
-	snprintf(kout, sizeof(kout), "%s/sink.out", dir);
-	snprintf(sout, sizeof(sout), "%s/source.out", dir);
+	snprintf(mode, sizeof(mode), "source%s", m->suffix);
+	snprintf(kname, sizeof(kname), "msg-sink%s", m->suffix);
+	snprintf(sname, sizeof(sname), "msg-%s", mode);
+	snprintf(kout, sizeof(kout), "%s/sink%s.out", dir, m->suffix);
+	snprintf(sout, sizeof(sout), "%s/%s.out", dir, mode);
 	snprintf(n, sizeof(n), "%d", SNIPE_MSGS);
 	snprintf(size, sizeof(size), "%d", TPUT_BYTES);
-	err_log(c, RECEIVER_HOST, "msg-sink", kwhy, sizeof(kwhy));
-	err_log(c, SENDER_HOST, "msg-source", swhy, sizeof(swhy));
+	err_log(c, RECEIVER_HOST, kname, kwhy, sizeof(kwhy));
+	err_log(c, SENDER_HOST, sname, swhy, sizeof(swhy));
 	cpu_sample(c, a0, &cat0);
 	const char *kargs[] = {"sink", kout, n, size};
 	double t0 = now_ms();
-	if (spawn_prog(cl, "msg-sink", RECEIVER_HOST, kargs, 4, sink, err, errlen) != 0)
+	if (spawn_prog(cl, kname, RECEIVER_HOST, kargs, 4, sink, err, errlen) != 0)
 		return -1;
-	const char *sargs[] = {"source", sout, sink, n, size};
-	int rc = spawn_prog(cl, "msg-source", SENDER_HOST, sargs, 5, source, err, errlen);
+	const char *sargs[] = {mode, sout, sink, n, size};
+	int rc = spawn_prog(cl, sname, SENDER_HOST, sargs, 5, source, err, errlen);
 	if (rc == 0)
 		rc = wait_spawned(c, cl, source, SENDER_HOST, sout, t0, TPUT_DEADLINE_MS, err, errlen);
 	char kerr[1024];
@@ -521,7 +537,7 @@ static int snipe_tput(const struct bu_cluster *c, rcds_client *cl, struct tput *
  * failure fails. */
 static int bench(struct bu_cluster *c, struct results *r, char *err, size_t errlen)
 {
-	char cdir[300], cerr[256], serr[1024] = "";
+	char cdir[300], cerr[256], serr[2048] = "";
 	rcds_client *cl = NULL;
 	snprintf(cdir, sizeof(cdir), "%s/cluster", dir);
 	int rc = bu_cluster_up(c, snipe_bin, cdir, HOSTS, 0, serr, sizeof(serr));
@@ -533,8 +549,8 @@ static int bench(struct bu_cluster *c, struct results *r, char *err, size_t errl
 		rcds_client_set_timeout(cl, CLIENT_TIMEOUT_MS);
 		rc = snipe_rtt(c, cl, &r->rtt, serr, sizeof(serr));
 	}
-	if (rc == 0)
-		rc = snipe_tput(c, cl, &r->tput, serr, sizeof(serr));
+	for (int m = 0; m < TPUT_MODES && rc == 0; m++)
+		rc = snipe_tput(c, cl, &tput_modes[m], &r->tput[m], serr, sizeof(serr));
 	rcds_client_close(cl);
 	r->snipe = rc == 0;
 	int raw = interrupted ? bu_fail(err, errlen, "interrupted")
@@ -556,11 +572,35 @@ static void list_runs(char *buf, size_t len, const double *base, size_t stride, 
 		                         *(const double *)((const char *)base + (size_t)i * stride));
 }
 
+/* A throughput run's rows: st measured as m says, beside the baseline bt. */
+static void print_tput(const struct tput_mode *m, const struct tput *st, const struct tput *bt)
+{
+	char target[48];
+	snprintf(target, sizeof(target), ">= %.0f%% raw (%.0f/s)", 100 * TPUT_VS_RAW,
+	         TPUT_VS_RAW * bt->per_s);
+	printf("  %-30s %8.0f msg/s   %-22s %-6s  %.2f x raw; %.1f MiB/s\n", m->label,
+	       st->per_s, target, bu_verdict(st->per_s >= TPUT_VS_RAW * bt->per_s),
+	       st->per_s / bt->per_s, st->mib_s);
+	printf("  %-30s %14s   %-22s %-6s  %d of %d, each once, in order (checked by the "
+	       "receiver)\n", "  delivery", "", "", "", SNIPE_MSGS, SNIPE_MSGS);
+	printf("  %-30s %12.2f s   %-22s %-6s  first send to all handed over (raw: %.2f s for %d); "
+	       "receiver, first to last: %.2f s\n", "  sender's time", st->send_s, "", "",
+	       bt->send_s, RAW_MSGS, st->seconds);
+	double us = 1e6 / SNIPE_MSGS, raw_us = 1e6 / RAW_MSGS;
+	printf("  %-30s %11.1f us   sender %.1f, %s agent %.1f, %s agent %.1f, receiver %.1f, "
+	       "catalog %.1f; raw: sender %.1f, receiver %.1f; %ld CPUs\n", "  CPU per message",
+	       us * (st->cpu_source + st->cpu_agent[0] + st->cpu_agent[1] + st->cpu_sink +
+	             st->cpu_catalog),
+	       us * st->cpu_source, SENDER_HOST, us * st->cpu_agent[0], RECEIVER_HOST,
+	       us * st->cpu_agent[1], us * st->cpu_sink, us * st->cpu_catalog,
+	       raw_us * bt->cpu_source, raw_us * bt->cpu_sink, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
 static void print_report(struct results *r)
 {
 	raw_summary(r);
 	const struct rtt *br = &r->raw_rtt, *sr = &r->rtt;
-	const struct tput *bt = &r->raw_tput, *st = &r->tput;
+	const struct tput *bt = &r->raw_tput;
 	char target[48], runs[160], what[64];
 	printf("messages: %d-byte round trips and one-way %d-byte messages between two processes "
 	       "on a local cluster (3 catalog replicas, %d agents on loopback), sender on %s, "
@@ -586,24 +626,8 @@ static void print_report(struct results *r)
 	       target, bu_verdict(sr->p50 <= RTT_VS_RAW * br->p50), sr->p50 / br->p50);
 	printf("  %-30s %11.1f us   %-22s %-6s  %.1f x raw p99; min %.1f us, max %.1f us\n",
 	       "round trip p99, 64 B", sr->p99, "", "", sr->p99 / br->p99, sr->min, sr->max);
-	snprintf(target, sizeof(target), ">= %.0f%% raw (%.0f/s)", 100 * TPUT_VS_RAW,
-	         TPUT_VS_RAW * bt->per_s);
-	printf("  %-30s %8.0f msg/s   %-22s %-6s  %.2f x raw; %.1f MiB/s\n", "one way, 1 KiB",
-	       st->per_s, target, bu_verdict(st->per_s >= TPUT_VS_RAW * bt->per_s),
-	       st->per_s / bt->per_s, st->mib_s);
-	printf("  %-30s %14s   %-22s %-6s  %d of %d, each once, in order (checked by the "
-	       "receiver)\n", "  delivery", "", "", "", SNIPE_MSGS, SNIPE_MSGS);
-	printf("  %-30s %12.2f s   %-22s %-6s  first send to all handed over (raw: %.2f s for %d); "
-	       "receiver, first to last: %.2f s\n", "  sender's time", st->send_s, "", "",
-	       bt->send_s, RAW_MSGS, st->seconds);
-	double us = 1e6 / SNIPE_MSGS, raw_us = 1e6 / RAW_MSGS;
-	printf("  %-30s %11.1f us   sender %.1f, %s agent %.1f, %s agent %.1f, receiver %.1f, "
-	       "catalog %.1f; raw: sender %.1f, receiver %.1f; %ld CPUs\n", "  CPU per message",
-	       us * (st->cpu_source + st->cpu_agent[0] + st->cpu_agent[1] + st->cpu_sink +
-	             st->cpu_catalog),
-	       us * st->cpu_source, SENDER_HOST, us * st->cpu_agent[0], RECEIVER_HOST,
-	       us * st->cpu_agent[1], us * st->cpu_sink, us * st->cpu_catalog,
-	       raw_us * bt->cpu_source, raw_us * bt->cpu_sink, sysconf(_SC_NPROCESSORS_ONLN));
+	for (int m = 0; m < TPUT_MODES; m++)
+		print_tput(&tput_modes[m], &r->tput[m], bt);
 }
 
 /* -------------------------------------------------------------------- main */

@@ -13,6 +13,8 @@
  *                                                 to the last received
  *   msg_bench_prog source OUT URN N SIZE          SNIPE: N messages to URN as fast as
  *                                                 snipe_send takes them, then snipe_flush
+ *   msg_bench_prog source-more OUT URN N SIZE     the same, every message sent with
+ *                                                 SNIPE_MORE
  *   msg_bench_prog raw-echo OUT ENDPOINT          nanomsg PAIR, binds; echoes until SIGTERM
  *   msg_bench_prog raw-ping OUT ENDPOINT WARM N SIZE   nanomsg PAIR, connects
  *   msg_bench_prog raw-sink OUT ENDPOINT N SIZE   nanomsg PULL, binds
@@ -246,9 +248,9 @@ static int recv_one(snipe_ctx *ctx, const char **from, void **buf, size_t *len, 
 	return 0;
 }
 
-static int send_one(snipe_ctx *ctx, const char *urn, const void *buf, size_t len)
+static int send_one(snipe_ctx *ctx, const char *urn, const void *buf, size_t len, int flags)
 {
-	int rc = snipe_send(ctx, urn, TAG, buf, len, 0);
+	int rc = snipe_send(ctx, urn, TAG, buf, len, flags);
 	return rc == SNIPE_OK ? 0
 	                      : fail(EXIT_CALL, "snipe_send", "to %s: %s: %s", urn, snipe_errname(rc),
 	                             snipe_error(ctx));
@@ -267,7 +269,7 @@ static int snipe_echo(uint64_t count)
 		if (rc != 0)
 			fail(rc, "echo", "message %" PRIu64 " of %" PRIu64 ": %s", i, count, why);
 		else
-			rc = send_one(ctx, from, buf, len);
+			rc = send_one(ctx, from, buf, len, 0);
 		free(buf);
 	}
 	if (ctx == NULL)
@@ -290,7 +292,7 @@ static int snipe_ping(const char *urn, uint64_t warm, uint64_t n, size_t size)
 		size_t len = 0;
 		put_seq(msg, i);
 		double t0 = now_us();
-		rc = send_one(ctx, urn, msg, size);
+		rc = send_one(ctx, urn, msg, size, 0);
 		char why[256];
 		if (rc == 0 && (rc = recv_one(ctx, &from, &buf, &len, i == 0 ? FIRST_MS : NEXT_MS, why,
 		                              sizeof(why))) != 0)
@@ -352,7 +354,8 @@ static int snipe_sink(uint64_t n, size_t size)
 	return rc;
 }
 
-static int snipe_source(const char *urn, uint64_t n, size_t size)
+/* flags: snipe_send's, for every message. */
+static int snipe_source(const char *urn, uint64_t n, size_t size, int flags)
 {
 	snipe_ctx *ctx = NULL;
 	uint8_t *msg = payload(size);
@@ -360,7 +363,7 @@ static int snipe_source(const char *urn, uint64_t n, size_t size)
 	double t0 = now_us();
 	for (uint64_t i = 0; rc == 0 && i < n; i++) {
 		put_seq(msg, i);
-		rc = send_one(ctx, urn, msg, size);
+		rc = send_one(ctx, urn, msg, size, flags);
 	}
 	int crc = ctx != NULL ? close_ctx(ctx) : 0;
 	if (rc == 0 && crc == 0)
@@ -530,6 +533,7 @@ static int usage(void)
 	        "       msg_bench_prog ping OUT URN WARM N SIZE\n"
 	        "       msg_bench_prog sink OUT N SIZE\n"
 	        "       msg_bench_prog source OUT URN N SIZE\n"
+	        "       msg_bench_prog source-more OUT URN N SIZE\n"
 	        "       msg_bench_prog raw-echo OUT ENDPOINT\n"
 	        "       msg_bench_prog raw-ping OUT ENDPOINT WARM N SIZE\n"
 	        "       msg_bench_prog raw-sink OUT ENDPOINT N SIZE\n"
@@ -555,9 +559,10 @@ int main(int argc, char **argv)
 	if (strcmp(mode, "sink") == 0 && argc == 5)
 		return snipe_sink(number(argv[3], 2, max), (size_t)number(argv[4], SEQ_BYTES,
 		                                                            SNIPE_MSG_MAX));
-	if (strcmp(mode, "source") == 0 && argc == 6)
+	if ((strcmp(mode, "source") == 0 || strcmp(mode, "source-more") == 0) && argc == 6)
 		return snipe_source(argv[3], number(argv[4], 1, max),
-		                    (size_t)number(argv[5], SEQ_BYTES, SNIPE_MSG_MAX));
+		                    (size_t)number(argv[5], SEQ_BYTES, SNIPE_MSG_MAX),
+		                    strcmp(mode, "source-more") == 0 ? SNIPE_MORE : 0);
 	if (strcmp(mode, "raw-echo") == 0 && argc == 4)
 		return raw_echo(argv[3]);
 	if (strcmp(mode, "raw-ping") == 0 && argc == 7)
