@@ -4,6 +4,7 @@
  * and answers reads from the local store. Not the place for what a write means
  * (store.c) or how it is replicated (consensus.c).
  */
+#include <inttypes.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/pubsub.h>
 #include <nanomsg/reqrep.h>
@@ -493,11 +494,18 @@ static bool leading(rcds_server *s, void *control, const Snipe__Request *req)
 	return false;
 }
 
+/* sent_ms: the envelope's timestamp (the agent's wall clock): a heartbeat taken late
+ * is logged, the sign of a leader whose queue outgrows the lease. */
 static void do_heartbeat(rcds_server *s, void *control, const Snipe__Request *req,
-                         const uint8_t *signer)
+                         const uint8_t *signer, uint64_t sent_ms)
 {
 	if (!leading(s, control, req))
 		return;
+	uint64_t now = snipe_now_ms();
+	if (req->heartbeat != NULL && now > sent_ms + req->heartbeat->lease_ms / 4)
+		snipe_log(SNIPE_LOG_WARN, "server", "heartbeat from %s taken %" PRIu64 " ms after it "
+		          "was sent (lease %u ms)", req->heartbeat->host, now - sent_ms,
+		          req->heartbeat->lease_ms);
 	Snipe__Reply r = SNIPE__REPLY__INIT;
 	Snipe__HeartbeatReply hb;
 	char err[256];
@@ -649,6 +657,7 @@ static void handle(rcds_server *s, const uint8_t *buf, size_t len, void *control
 	}
 	Snipe__Request *req = snipe__request__unpack(NULL, m.body_len, m.body);
 	const uint8_t *signer = snipe_keyring_find(s->keys, m.signer);
+	uint64_t sent_ms = m.timestamp_ms;
 	snipe_env_msg_clear(&m);
 	if (req == NULL || req->id.len != REQUEST_ID_BYTES) {
 		reply_code(s, control, NULL, SNIPE_EDECODE, "request does not decode or has no id", 0);
@@ -672,7 +681,7 @@ static void handle(rcds_server *s, const uint8_t *buf, size_t len, void *control
 		do_member(s, control, req, signer);
 		break;
 	case SNIPE__REQUEST__OP_HEARTBEAT:
-		do_heartbeat(s, control, req, signer);
+		do_heartbeat(s, control, req, signer, sent_ms);
 		break;
 	case SNIPE__REQUEST__OP_PLACE:
 		do_place(s, control, req);

@@ -10,6 +10,9 @@
 #include <libgen.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -40,19 +43,40 @@ static void cluster_usage(FILE *to)
 
 /* --------------------------------------------------------------- helpers */
 
-/* A free loopback TCP port: bind to port 0 and read what the kernel chose. */
-static int free_port(void)
+/* Whether port is free on loopback now. */
+static bool port_free(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int port = -1;
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	                        .sin_port = htons((uint16_t)port)};
+	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
 	if (fd >= 0)
 		close(fd);
-	return port;
+	return ok;
+}
+
+/*
+ * A free loopback TCP port from below the kernel's ephemeral range, never from it: a
+ * port bind(0) hands out is soon handed out again as the local port of an outgoing
+ * connection (nanomsg makes many), and a daemon then cannot listen on it ("address
+ * already in use"). -1 if none was found.
+ */
+static int free_port(void)
+{
+	int lo = 32768;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	if (f != NULL) {
+		if (fscanf(f, "%d", &lo) != 1)
+			lo = 32768;
+		fclose(f);
+	}
+	int base = 10000, span = lo - base;
+	for (int tries = 0; span >= 1000 && tries < 200; tries++) {
+		int port = base + (int)randombytes_uniform((uint32_t)span);
+		if (port_free(port))
+			return port;
+	}
+	return -1;
 }
 
 /* The daemon binary next to this `snipe`, else the one on PATH. */
