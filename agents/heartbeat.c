@@ -7,6 +7,7 @@
  * of this host's processes to the loop.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/sysinfo.h>
 #include <time.h>
@@ -68,6 +69,11 @@ static void sleep_until(agent *a, uint64_t at)
 static void *heartbeat_main(void *arg)
 {
 	agent *a = arg;
+	/* signals are the loop's (SIGCHLD from every child that ends, SIGTERM): here they
+	 * would only interrupt the catalog calls that keep the lease */
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	const agent_settings *cfg = a->cfg;
 	rcds_client *c = NULL;
 	char err[256];

@@ -4,6 +4,7 @@
  * writes apply once, read-your-writes through min_index, and end-to-end checks of
  * every assertion read. It blocks; it is not an event-loop client.
  */
+#include <inttypes.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
 #include <sodium.h>
@@ -44,7 +45,17 @@ struct rcds_client {
 	uint64_t index; /* highest index seen: reads wait for it (read-your-writes) */
 	bool leader_reads;
 	int sock;       /* REQ socket to endpoints[current], or -1 */
+	char trace[160]; /* the last call's attempts, for its error: "r1 ETIMEDOUT 500ms, ..." */
 };
+
+/* Notes one attempt of a call: which replica, what came of it, how long it took. */
+static void trace(rcds_client *c, int rc, uint64_t ms)
+{
+	size_t used = strlen(c->trace);
+	if (used + 40 < sizeof(c->trace))
+		snprintf(c->trace + used, sizeof(c->trace) - used, "%s#%zu %s %" PRIu64 "ms",
+		         used > 0 ? ", " : "", c->current + 1, snipe_errname(rc), ms);
+}
 
 /* --------------------------------------------------------------- life cycle */
 
@@ -178,15 +189,26 @@ static int open_socket(const char *endpoint)
 static int roundtrip(int sock, const uint8_t *env, size_t env_len, int wait_ms,
                      Snipe__Reply **reply)
 {
-	int send_ms = wait_ms < CONNECT_WAIT_MS ? wait_ms : CONNECT_WAIT_MS;
+	/* A signal (SIGCHLD, in a program with children) interrupts nanomsg's waits with
+	 * EINTR: wait again for what is left, rather than take the replica for gone. */
+	uint64_t start = sni_mono_ms();
+	int send_ms = wait_ms < CONNECT_WAIT_MS ? wait_ms : CONNECT_WAIT_MS, n;
 	nn_setsockopt(sock, NN_SOL_SOCKET, NN_SNDTIMEO, &send_ms, sizeof(send_ms));
-	nn_setsockopt(sock, NN_SOL_SOCKET, NN_RCVTIMEO, &wait_ms, sizeof(wait_ms));
-	if (nn_send(sock, env, env_len, 0) < 0)
+	while ((n = nn_send(sock, env, env_len, 0)) < 0 && nn_errno() == EINTR &&
+	       sni_mono_ms() - start < (uint64_t)send_ms)
+		;
+	if (n < 0)
 		return SNIPE_EUNAVAIL;
 	void *msg = NULL;
-	int n = nn_recv(sock, &msg, NN_MSG, 0);
+	for (;;) {
+		uint64_t spent = sni_mono_ms() - start;
+		int left = spent < (uint64_t)wait_ms ? wait_ms - (int)spent : 0;
+		nn_setsockopt(sock, NN_SOL_SOCKET, NN_RCVTIMEO, &left, sizeof(left));
+		if ((n = nn_recv(sock, &msg, NN_MSG, 0)) >= 0 || nn_errno() != EINTR || left == 0)
+			break;
+	}
 	if (n < 0)
-		return nn_errno() == ETIMEDOUT ? SNIPE_ETIMEDOUT : SNIPE_EUNAVAIL;
+		return nn_errno() == ETIMEDOUT || nn_errno() == EINTR ? SNIPE_ETIMEDOUT : SNIPE_EUNAVAIL;
 	*reply = snipe__reply__unpack(NULL, (size_t)n, msg);
 	nn_freemsg(msg);
 	return *reply != NULL ? SNIPE_OK : SNIPE_EDECODE;
@@ -333,6 +355,7 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 {
 	uint64_t deadline = sni_mono_ms() + c->timeout_ms;
 	int last = SNIPE_EUNAVAIL;
+	c->trace[0] = '\0';
 	size_t not_leader = 0, unknown = 0;
 	unsigned timeouts = 0;
 	for (uint64_t now = sni_mono_ms(); now < deadline; now = sni_mono_ms()) {
@@ -344,6 +367,7 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 		uint64_t left = deadline - now, slice = (uint64_t)c->attempt_ms << timeouts;
 		Snipe__Reply *r = NULL;
 		int rc = exchange(c, req, (int)(left < slice ? left : slice), &r);
+		trace(c, rc == SNIPE_OK ? r->code : rc, sni_mono_ms() - now);
 		if (rc == SNIPE_ETIMEDOUT && timeouts < 4)
 			timeouts++;
 		if (rc == SNIPE_ETIMEDOUT || rc == SNIPE_EUNAVAIL)
@@ -371,10 +395,11 @@ static int call(rcds_client *c, const Snipe__Request *req, Snipe__Reply **reply,
 	}
 	if (last == SNIPE_ENOTLEADER)
 		return sni_err(err, errlen, SNIPE_EUNAVAIL,
-		               "no catalog leader within %u ms (election in progress?)", c->timeout_ms);
+		               "no catalog leader within %u ms (election in progress?; %s)",
+		               c->timeout_ms, c->trace);
 	return sni_err(err, errlen, last == SNIPE_ETIMEDOUT ? SNIPE_ETIMEDOUT : SNIPE_EUNAVAIL,
-	               "no catalog replica answered within %u ms (tried %s%s)", c->timeout_ms,
-	               c->endpoints[0], c->n > 1 ? " and others" : "");
+	               "no catalog replica answered within %u ms (tried %s%s; %s)", c->timeout_ms,
+	               c->endpoints[0], c->n > 1 ? " and others" : "", c->trace);
 }
 
 /* Turns a reply's code into the call's result, with the replica's reason. */
