@@ -25,6 +25,30 @@
  *       (N: the last message of the checkpoint it loaded, 0 for none), "saved S" after
  *       each save, and at the end "received-up-to S dups D gaps G bad B restored-from
  *       N on HOST"
+ *   msg_prog more OUT TO COUNT SIZE GO
+ *       sends messages 1..COUNT with SNIPE_MORE, the last one without; then waits,
+ *       calling nothing, until the file GO exists (so only that last send can have
+ *       handed the held-back messages over), then flushes: "sent N flush CODE"
+ *   msg_prog ask OUT TO ROUNDS WAIT_MS
+ *       ROUNDS times: message r with SNIPE_MORE, then snipe_recv for at most WAIT_MS,
+ *       which must be TO's echo of it; "no reply to R after X ms: CODE" or "wrong
+ *       reply to R" stops it; then "slowest reply X ms" and "asked ROUNDS replies P"
+ *   msg_prog echo OUT COUNT
+ *       "ready"; sends every message back to its sender, as it came, until COUNT
+ *       went back: "echoed COUNT"
+ *   msg_prog crashrecv OUT FROM COUNT CRASH_AT
+ *       a receiver without a checkpoint that crashes once: "start life L" (L is 2 once
+ *       the file OUT.crashed exists); in life 1, once message CRASH_AT came in order,
+ *       creates OUT.crashed, says "crash after CRASH_AT" and _exit(1)s; otherwise takes
+ *       messages until number COUNT came, counting from the first one this life got:
+ *       "life L first F received-up-to S dups D gaps G bad B" ("stalled-at" instead
+ *       of "received-up-to" if none came for 30 s)
+ *   msg_prog cksend OUT TO COUNT EVERY CRASH_AT
+ *       a sender with a checkpoint (snipe_ckpt_open, snipe_open(ck)) of its next
+ *       number, saved after every EVERY-th message: "start restored-from N" (0: none),
+ *       "saved S" after each save; unless OUT.crashed exists, once it sent message
+ *       CRASH_AT it creates that file, says "crash after CRASH_AT" and _exit(1)s; at
+ *       the end "sent COUNT flush CODE". Messages are SMALL_SIZE bytes.
  *   msg_prog unknown OUT TO
  *       one message to TO, which names no process: "code C elapsed_ms X"
  *   msg_prog log OUT STOP
@@ -32,7 +56,8 @@
  *       file STOP exists, then "end count N"
  *
  * Exit 0 when it did its part, 1 if messages stopped coming (or a receiver saw
- * something wrong), 4 if a call failed, 2 on bad usage. Not part of libsnipe.
+ * something wrong, or on a crash on purpose), 4 if a call failed, 2 on bad usage. Not
+ * part of libsnipe.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +79,7 @@
 #define FLUSH_MS 60000
 #define GO_POLL_MS 10
 #define STALL_MS 1000       /* burst: how long the agent may take before it counts as full */
+#define SMALL_SIZE 64       /* cksend, ask: bytes per message */
 
 /* ----------------------------------------------------------------- output */
 
@@ -127,6 +153,38 @@ static snipe_ctx *join(snipe_ckpt *ck)
 	return ctx;
 }
 
+/* OUT.crashed: exists once a life of this process crashed on purpose. */
+static char *crash_marker(void)
+{
+	char *path = NULL;
+	if (asprintf(&path, "%s.crashed", out_path) < 0) {
+		fprintf(stderr, "msg_prog: out of memory\n");
+		exit(4);
+	}
+	return path;
+}
+
+static bool crashed_before(void)
+{
+	char *path = crash_marker();
+	bool crashed = access(path, F_OK) == 0;
+	free(path);
+	return crashed;
+}
+
+/* Marks the crash, says it, and exits at once with code 1, as a crash would: no
+ * snipe_close, no flush, nothing handed over that was not already. */
+static void crash(uint64_t seq)
+{
+	char *path = crash_marker();
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	say("crash after %" PRIu64, seq);
+	_exit(1);
+}
+
 /* --------------------------------------------------------------- messages */
 
 /* Message seq of size bytes into buf (see above). */
@@ -181,7 +239,29 @@ static bool count(struct tally *t, const char *want_from, const char *from, uint
 	return next;
 }
 
+/* The next message into *from.. *len, waiting while messages keep coming: SNIPE_OK,
+ * SNIPE_ETIMEDOUT once none came for IDLE_MS (since *idle_since), or snipe_recv's
+ * failure. */
+static int next_msg(snipe_ctx *ctx, uint64_t *idle_since, const char **from, uint32_t *tag,
+                    void **buf, size_t *len)
+{
+	for (;;) {
+		int rc = snipe_recv(ctx, from, tag, buf, len, 1000);
+		if (rc == SNIPE_OK)
+			*idle_since = mono_ms();
+		if (rc != SNIPE_ETIMEDOUT || mono_ms() - *idle_since >= IDLE_MS)
+			return rc;
+	}
+}
+
 /* ------------------------------------------------------------------ modes */
+
+static int send_failed(snipe_ctx *ctx, uint64_t seq, int rc)
+{
+	char what[64];
+	snprintf(what, sizeof(what), "send %" PRIu64, seq);
+	return fail(what, rc, snipe_error(ctx));
+}
 
 static int do_send(const char *to, uint64_t n, size_t size, uint64_t pace_every,
                    uint64_t pace_ms)
@@ -193,11 +273,8 @@ static int do_send(const char *to, uint64_t n, size_t size, uint64_t pace_every,
 	for (uint64_t seq = 1; seq <= n; seq++) {
 		fill(buf, size, seq);
 		int rc = snipe_send(ctx, to, TAG, buf, size, 0);
-		if (rc != SNIPE_OK) {
-			char what[64];
-			snprintf(what, sizeof(what), "send %" PRIu64, seq);
-			return fail(what, rc, snipe_error(ctx));
-		}
+		if (rc != SNIPE_OK)
+			return send_failed(ctx, seq, rc);
 		if (pace_every != 0 && seq % pace_every == 0)
 			sleep_ms(pace_ms);
 	}
@@ -239,11 +316,8 @@ static int do_burst(const char *to, uint64_t n, size_t size)
 	for (; seq <= n; seq++) {
 		fill(buf, size, seq);
 		int rc = snipe_send(ctx, to, TAG, buf, size, 0);
-		if (rc != SNIPE_OK) {
-			char what[64];
-			snprintf(what, sizeof(what), "send %" PRIu64, seq);
-			return fail(what, rc, snipe_error(ctx));
-		}
+		if (rc != SNIPE_OK)
+			return send_failed(ctx, seq, rc);
 	}
 	int rc = snipe_flush(ctx, FLUSH_MS);
 	say("sent %" PRIu64 " flush %d", n, rc);
@@ -256,6 +330,26 @@ static void wait_file(const char *path)
 {
 	while (access(path, F_OK) != 0)
 		sleep_ms(GO_POLL_MS);
+}
+
+static int do_more(const char *to, uint64_t n, size_t size, const char *go)
+{
+	snipe_ctx *ctx = join(NULL);
+	uint8_t *buf = malloc(size);
+	if (buf == NULL)
+		return fail("malloc", SNIPE_ENOMEM, "out of memory");
+	for (uint64_t seq = 1; seq <= n; seq++) {
+		fill(buf, size, seq);
+		int rc = snipe_send(ctx, to, TAG, buf, size, seq < n ? SNIPE_MORE : 0);
+		if (rc != SNIPE_OK)
+			return send_failed(ctx, seq, rc);
+	}
+	wait_file(go);
+	int rc = snipe_flush(ctx, FLUSH_MS);
+	say("sent %" PRIu64 " flush %d", n, rc);
+	free(buf);
+	snipe_close(ctx);
+	return rc == SNIPE_OK ? 0 : 4;
 }
 
 static int do_recv(const char *want_from, uint64_t n, const char *go)
@@ -271,15 +365,11 @@ static int do_recv(const char *want_from, uint64_t n, const char *go)
 		uint32_t tag = 0;
 		void *buf = NULL;
 		size_t len = 0;
-		int rc = snipe_recv(ctx, &from, &tag, &buf, &len, 1000);
-		if (rc == SNIPE_ETIMEDOUT) {
-			if (mono_ms() - idle_since >= IDLE_MS)
-				break;
-			continue;
-		}
+		int rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
+		if (rc == SNIPE_ETIMEDOUT)
+			break;
 		if (rc != SNIPE_OK)
 			return fail("recv", rc, snipe_error(ctx));
-		idle_since = mono_ms();
 		count(&t, want_from, from, tag, buf, len);
 		free(buf);
 	}
@@ -287,6 +377,68 @@ static int do_recv(const char *want_from, uint64_t n, const char *go)
 	    t.last < n ? "stalled" : "received", t.received, t.in_order, t.dups, t.gaps, t.bad);
 	snipe_close(ctx);
 	return t.last < n || t.bad != 0 ? 1 : 0;
+}
+
+static int do_ask(const char *to, uint64_t rounds, uint64_t wait_ms)
+{
+	snipe_ctx *ctx = join(NULL);
+	uint8_t buf[SMALL_SIZE];
+	uint64_t replies = 0, slowest = 0;
+	for (uint64_t r = 1; r <= rounds; r++) {
+		fill(buf, sizeof(buf), r);
+		int rc = snipe_send(ctx, to, TAG, buf, sizeof(buf), SNIPE_MORE);
+		if (rc != SNIPE_OK)
+			return send_failed(ctx, r, rc);
+		const char *from = NULL;
+		uint32_t tag = 0;
+		void *data = NULL;
+		size_t len = 0;
+		uint64_t t0 = mono_ms();
+		rc = snipe_recv(ctx, &from, &tag, &data, &len, (int)wait_ms);
+		uint64_t ms = mono_ms() - t0;
+		if (rc != SNIPE_OK) {
+			say("no reply to %" PRIu64 " after %" PRIu64 " ms: %s", r, ms, snipe_errname(rc));
+			break;
+		}
+		bool right = strcmp(from, to) == 0 && tag == TAG && seq_of(data, len) == r;
+		free(data);
+		if (!right) {
+			say("wrong reply to %" PRIu64, r);
+			break;
+		}
+		replies++;
+		slowest = ms > slowest ? ms : slowest;
+	}
+	say("slowest reply %" PRIu64 " ms", slowest);
+	say("asked %" PRIu64 " replies %" PRIu64, rounds, replies);
+	snipe_close(ctx);
+	return replies == rounds ? 0 : 1;
+}
+
+static int do_echo(uint64_t n)
+{
+	snipe_ctx *ctx = join(NULL);
+	say("ready");
+	uint64_t echoed = 0, idle_since = mono_ms();
+	while (echoed < n) {
+		const char *from = NULL;
+		uint32_t tag = 0;
+		void *buf = NULL;
+		size_t len = 0;
+		int rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
+		if (rc == SNIPE_ETIMEDOUT)
+			break;
+		if (rc != SNIPE_OK)
+			return fail("recv", rc, snipe_error(ctx));
+		rc = snipe_send(ctx, from, tag, buf, len, 0);
+		free(buf);
+		if (rc != SNIPE_OK)
+			return send_failed(ctx, echoed + 1, rc);
+		echoed++;
+	}
+	say("%s %" PRIu64, echoed < n ? "stalled-after" : "echoed", echoed);
+	snipe_close(ctx);
+	return echoed < n ? 1 : 0;
 }
 
 /* The checkpointed counters, as text: "last dups gaps bad". */
@@ -337,15 +489,11 @@ static int do_ckrecv(const char *want_from, uint64_t n, uint64_t every)
 		uint32_t tag = 0;
 		void *buf = NULL;
 		size_t len = 0;
-		rc = snipe_recv(ctx, &from, &tag, &buf, &len, 1000);
-		if (rc == SNIPE_ETIMEDOUT) {
-			if (mono_ms() - idle_since >= IDLE_MS)
-				break;
-			continue;
-		}
+		rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
+		if (rc == SNIPE_ETIMEDOUT)
+			break;
 		if (rc != SNIPE_OK)
 			return fail("recv", rc, snipe_error(ctx));
-		idle_since = mono_ms();
 		bool next = count(&t, want_from, from, tag, buf, len);
 		free(buf);
 		if (next && t.last % every == 0) {
@@ -361,6 +509,90 @@ static int do_ckrecv(const char *want_from, uint64_t n, uint64_t every)
 	snipe_close(ctx);
 	snipe_ckpt_close(ck);
 	return t.last < n || t.bad != 0 ? 1 : 0;
+}
+
+static int do_crashrecv(const char *want_from, uint64_t n, uint64_t crash_at)
+{
+	int life = crashed_before() ? 2 : 1;
+	snipe_ctx *ctx = join(NULL);
+	say("start life %d", life);
+	struct tally t = {0};
+	uint64_t first = 0, idle_since = mono_ms();
+	while (t.last < n) {
+		const char *from = NULL;
+		uint32_t tag = 0;
+		void *buf = NULL;
+		size_t len = 0;
+		int rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
+		if (rc == SNIPE_ETIMEDOUT)
+			break;
+		if (rc != SNIPE_OK)
+			return fail("recv", rc, snipe_error(ctx));
+		if (first == 0 && (first = seq_of(buf, len)) > 0)
+			t.last = first - 1; /* in order from the first message this life got */
+		bool next = count(&t, want_from, from, tag, buf, len);
+		free(buf);
+		if (life == 1 && next && t.last == crash_at)
+			crash(crash_at);
+	}
+	say("life %d first %" PRIu64 " %s %" PRIu64 " dups %" PRIu64 " gaps %" PRIu64
+	    " bad %" PRIu64, life, first, t.last < n ? "stalled-at" : "received-up-to", t.last,
+	    t.dups, t.gaps, t.bad);
+	snipe_close(ctx);
+	return t.last < n || t.bad != 0 ? 1 : 0;
+}
+
+/* The next number to send, from the latest checkpoint (1 if none); exits on failure. */
+static uint64_t next_load(snipe_ckpt *ck)
+{
+	char err[512] = "", text[32];
+	void *buf = NULL;
+	size_t len = 0;
+	uint64_t next = 0;
+	int rc = snipe_ckpt_load(ck, &buf, &len, err, sizeof(err));
+	if (rc == SNIPE_ENOTFOUND)
+		return 1;
+	if (rc != SNIPE_OK)
+		exit(fail("load", rc, err));
+	snprintf(text, sizeof(text), "%.*s", (int)len, (const char *)buf);
+	free(buf);
+	if (sscanf(text, "%" SCNu64, &next) != 1 || next == 0)
+		exit(fail("load", SNIPE_EDECODE, text));
+	return next;
+}
+
+static int do_cksend(const char *to, uint64_t n, uint64_t every, uint64_t crash_at)
+{
+	snipe_ckpt *ck = NULL;
+	char err[512] = "", text[32];
+	int rc = snipe_ckpt_open(&ck, err, sizeof(err));
+	if (rc != SNIPE_OK)
+		return fail("ckpt open", rc, err);
+	uint64_t next = next_load(ck);
+	bool again = crashed_before();
+	snipe_ctx *ctx = join(ck);
+	say("start restored-from %" PRIu64, next - 1);
+	uint8_t buf[SMALL_SIZE];
+	for (uint64_t seq = next; seq <= n; seq++) {
+		fill(buf, sizeof(buf), seq);
+		rc = snipe_send(ctx, to, TAG, buf, sizeof(buf), 0);
+		if (rc != SNIPE_OK)
+			return send_failed(ctx, seq, rc);
+		if (seq % every == 0) {
+			int k = snprintf(text, sizeof(text), "%" PRIu64, seq + 1);
+			rc = snipe_ckpt_save(ck, text, (size_t)k, err, sizeof(err));
+			if (rc != SNIPE_OK)
+				return fail("save", rc, err);
+			say("saved %" PRIu64, seq);
+		}
+		if (!again && seq == crash_at)
+			crash(seq);
+	}
+	rc = snipe_flush(ctx, FLUSH_MS);
+	say("sent %" PRIu64 " flush %d", n, rc);
+	snipe_close(ctx);
+	snipe_ckpt_close(ck);
+	return rc == SNIPE_OK ? 0 : 4;
 }
 
 static int do_unknown(const char *to)
@@ -424,6 +656,16 @@ int main(int argc, char **argv)
 		return do_recv(argv[3], number(argv[4]), argc == 6 ? argv[5] : NULL);
 	if (strcmp(mode, "ckrecv") == 0 && argc == 6 && number(argv[5]) > 0)
 		return do_ckrecv(argv[3], number(argv[4]), number(argv[5]));
+	if (strcmp(mode, "more") == 0 && argc == 7 && number(argv[5]) >= SEQ_BYTES)
+		return do_more(argv[3], number(argv[4]), number(argv[5]), argv[6]);
+	if (strcmp(mode, "ask") == 0 && argc == 6 && number(argv[5]) <= INT32_MAX)
+		return do_ask(argv[3], number(argv[4]), number(argv[5]));
+	if (strcmp(mode, "echo") == 0 && argc == 4)
+		return do_echo(number(argv[3]));
+	if (strcmp(mode, "crashrecv") == 0 && argc == 6)
+		return do_crashrecv(argv[3], number(argv[4]), number(argv[5]));
+	if (strcmp(mode, "cksend") == 0 && argc == 7 && number(argv[5]) > 0)
+		return do_cksend(argv[3], number(argv[4]), number(argv[5]), number(argv[6]));
 	if (strcmp(mode, "unknown") == 0 && argc == 4)
 		return do_unknown(argv[3]);
 	if (strcmp(mode, "log") == 0 && argc == 4)
@@ -433,6 +675,11 @@ usage:
 	                "       msg_prog burst OUT TO COUNT SIZE\n"
 	                "       msg_prog recv OUT FROM COUNT [GO]\n"
 	                "       msg_prog ckrecv OUT FROM COUNT EVERY\n"
+	                "       msg_prog more OUT TO COUNT SIZE GO\n"
+	                "       msg_prog ask OUT TO ROUNDS WAIT_MS\n"
+	                "       msg_prog echo OUT COUNT\n"
+	                "       msg_prog crashrecv OUT FROM COUNT CRASH_AT\n"
+	                "       msg_prog cksend OUT TO COUNT EVERY CRASH_AT\n"
 	                "       msg_prog unknown OUT TO\n"
 	                "       msg_prog log OUT STOP\n");
 	return 2;

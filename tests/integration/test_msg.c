@@ -3,8 +3,12 @@
  * (tests/common/cluster.h) running tests/integration/msg_prog.c, which sends and
  * receives with snipe_open/snipe_send/snipe_recv and writes what it saw to a file in
  * the cluster's directory. 10,000 messages between two hosts, in order and once each;
- * a checkpointing receiver whose host is killed mid-stream, resuming on another host
- * exactly after its checkpoint; a send to a URN that names no process; a receiver that
+ * 5,000 sent with SNIPE_MORE, and a message held back by SNIPE_MORE that snipe_recv
+ * hands over; a checkpointing receiver whose host is killed mid-stream, resuming on
+ * another host exactly after its checkpoint; a receiver without a checkpoint that
+ * crashes and is restarted in place, resuming within an acknowledgement window; a
+ * sender that crashes and resumes from its checkpoint, whose resent messages the
+ * receiver gets once; a send to a URN that names no process; a receiver that
  * does not read, against which the senders' agents hold a bounded number of messages;
  * and frames from a fake host (registered in the catalog, played by the test itself)
  * that are replayed, forged, signed by the wrong key, or for no channel.
@@ -58,6 +62,20 @@
 #define RSS_GROWTH_KIB (64u * 1024u)
 #define UNKNOWN_TIMEOUT "1000"  /* --msg-timeout-ms */
 #define SENDER_URN "urn:snipe:proc:sender"
+#define MORE_COUNT 5000         /* not a multiple of 64: the last send hands over a few */
+#define ASK_ROUNDS 3
+#define REPLY_MS 5000           /* an echo on another host answers in far less */
+/* A receiver without a checkpoint crashes once it took CRASH_AT of CRASH_COUNT;
+ * docs/messages.md: its acknowledgements go every ACK_WINDOW messages, and restarted it
+ * resumes after the last one, so at most ACK_WINDOW of what it took come again. */
+#define CRASH_COUNT 6000
+#define CRASH_AT 2000
+#define ACK_WINDOW 64
+/* A sender checkpoints every CKSEND_EVERY of CKSEND_COUNT and crashes after sending
+ * CKSEND_CRASH_AT. */
+#define CKSEND_COUNT 4000
+#define CKSEND_EVERY 500
+#define CKSEND_CRASH_AT 1700
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -328,6 +346,87 @@ START_TEST(test_receiver_that_does_not_read_bounds_what_the_agents_hold)
 }
 END_TEST
 
+/* ------------------------------------------------------------------- more */
+
+/* 5,000 messages sent with SNIPE_MORE but the last, from a to b: each arrives once, in
+ * order, intact, while the sender calls nothing after that last send (it waits for a
+ * file before its flush), so that send handed over what was held back. */
+START_TEST(test_messages_sent_with_more_arrive_once_each_in_order)
+{
+	static const char *const names[] = {"a", "b"};
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	struct prog recv, send;
+	snipe_proc_info info;
+	char line[1024], count[24];
+	char *go = tu_path(tc_cluster_dir(c), "go");
+	snprintf(count, sizeof(count), "%d", MORE_COUNT);
+	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, NULL});
+	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
+	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+
+	uint64_t t0 = tu_mono_ms();
+	prog_make(&send, c, "sender", "more",
+	          (const char *const[]){recv.urn, count, "64", go, NULL});
+	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
+	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	fprintf(stderr, "more: %d messages a -> b in %" PRIu64 " ms\n", MORE_COUNT,
+	        tu_mono_ms() - t0);
+	ck_assert_str_eq(line, "e1 received 5000 in-order 5000 dups 0 gaps 0 bad 0");
+	char *text = slurp(send.out);
+	ck_assert_msg(text == NULL, "%s", text); /* it has not flushed yet: no line at all */
+
+	tu_write_file(go, "", 0, 0600);
+	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	ck_assert_str_eq(line, "e1 sent 5000 flush 0");
+	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
+	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	free(go);
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
+/* A process on a sends a message with SNIPE_MORE to an echo on b and waits in
+ * snipe_recv for the answer, 3 times: the first message to a URN goes at once anyway,
+ * the next two are held back until snipe_recv hands them over. Each answer comes
+ * within REPLY_MS. */
+START_TEST(test_recv_hands_over_a_message_held_back_by_more)
+{
+	static const char *const names[] = {"a", "b"};
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	struct prog echo, ask;
+	snipe_proc_info info;
+	char line[1024], rounds[24], wait[24];
+	snprintf(rounds, sizeof(rounds), "%d", ASK_ROUNDS);
+	snprintf(wait, sizeof(wait), "%d", REPLY_MS);
+	prog_make(&echo, c, "echo", "echo", (const char *const[]){rounds, NULL});
+	prog_spawn(c, cl, &echo, "b", SNIPE_RESTART_NEVER);
+	wait_line(c, echo.out, "e1 ready", WAIT_MS, line, sizeof(line));
+
+	prog_make(&ask, c, "asker", "ask", (const char *const[]){echo.urn, rounds, wait, NULL});
+	prog_spawn(c, cl, &ask, "a", SNIPE_RESTART_NEVER);
+	wait_line(c, ask.out, "e1 asked ", WAIT_MS + ASK_ROUNDS * REPLY_MS, line, sizeof(line));
+	char slowest[1024];
+	wait_line(c, ask.out, "e1 slowest reply ", WAIT_MS, slowest, sizeof(slowest));
+	fprintf(stderr, "more: '%s'\n", slowest);
+	if (strcmp(line, "e1 asked 3 replies 3") != 0) {
+		char *said = slurp(ask.out);
+		fprintf(stderr, "--- %s ---\n%s", ask.out, said);
+		free(said);
+	}
+	ck_assert_str_eq(line, "e1 asked 3 replies 3");
+	prog_wait_ok(c, cl, &ask, WAIT_MS, &info);
+	prog_wait_ok(c, cl, &echo, WAIT_MS, &info);
+	char *text = slurp(echo.out);
+	ck_assert_str_eq(text, "e1 ready\ne1 echoed 3\n");
+	free(text);
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- failover */
 
 /* kill -9 of the host of a receiver that checkpoints its counters every 500 messages,
@@ -392,6 +491,115 @@ START_TEST(test_receiver_moved_by_a_host_kill_resumes_right_after_its_checkpoint
 	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
 	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 sent 10000 flush 0");
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
+/* ----------------------------------------------------------------- restarts */
+
+/* A receiver on b without a checkpoint handle crashes (exit 1) once it took message
+ * 2,000 of the 6,000 a sender on a sends, and is restarted in place (on-failure: same
+ * host, epoch 1, restarts 1). Its second life resumes after the last message it
+ * acknowledged: its first message is at most ACK_WINDOW before 2,001 and at most 2,001,
+ * then every one up to 6,000 in order, once each. */
+START_TEST(test_receiver_restarted_without_a_checkpoint_resumes_within_an_ack_window)
+{
+	static const char *const names[] = {"a", "b"};
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	struct prog recv, send;
+	snipe_proc_info info;
+	char line[1024], count[24], crash_at[24], want[1024];
+	snprintf(count, sizeof(count), "%d", CRASH_COUNT);
+	snprintf(crash_at, sizeof(crash_at), "%d", CRASH_AT);
+	prog_make(&recv, c, "recv", "crashrecv",
+	          (const char *const[]){SENDER_URN, count, crash_at, NULL});
+	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_ON_FAILURE);
+	wait_line(c, recv.out, "e1 start life 1", WAIT_MS, line, sizeof(line));
+
+	uint64_t t0 = tu_mono_ms();
+	prog_make(&send, c, "sender", "send",
+	          (const char *const[]){recv.urn, count, "64", "0", "0", NULL});
+	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
+	wait_line(c, recv.out, "e1 crash after ", STREAM_MS, line, sizeof(line));
+	ck_assert_str_eq(line, "e1 crash after 2000");
+	wait_line(c, recv.out, "e1 life 2 first ", STREAM_MS, line, sizeof(line));
+	fprintf(stderr, "restart: '%s' %" PRIu64 " ms after the sender started\n", line,
+	        tu_mono_ms() - t0);
+	uint64_t first = 0;
+	ck_assert_int_eq(sscanf(line, "e1 life 2 first %" SCNu64, &first), 1);
+	ck_assert_uint_ge(first, CRASH_AT - ACK_WINDOW + 1);
+	ck_assert_uint_le(first, CRASH_AT + 1);
+	snprintf(want, sizeof(want), "e1 life 2 first %" PRIu64
+	         " received-up-to 6000 dups 0 gaps 0 bad 0", first);
+	ck_assert_str_eq(line, want);
+	char *text = slurp(recv.out);
+	snprintf(want, sizeof(want), "e1 start life 1\ne1 crash after 2000\ne1 start life 2\n"
+	         "e1 life 2 first %" PRIu64 " received-up-to 6000 dups 0 gaps 0 bad 0\n", first);
+	ck_assert_str_eq(text, want);
+	free(text);
+
+	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	ck_assert_str_eq(info.host, "b");
+	ck_assert_uint_eq(info.epoch, 1);
+	ck_assert_uint_eq(info.restarts, 1);
+	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
+	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	ck_assert_str_eq(line, "e1 sent 6000 flush 0");
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
+/* A sender on a that checkpoints its next number every 500 messages (snipe_open with its
+ * checkpoint handle) crashes (exit 1) after sending message 1,700 and is restarted in
+ * place from its checkpoint of 1,500: it sends 1,501-4,000, numbered by the library as
+ * before the crash. A receiver on b gets 1-4,000 once each, in order: the library drops
+ * the second 1,501-1,700. */
+START_TEST(test_sender_restarted_from_its_checkpoint_is_received_once)
+{
+	static const char *const names[] = {"a", "b"};
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	struct prog recv, send;
+	snipe_proc_info info;
+	char line[1024], count[24], every[24], crash_at[24];
+	snprintf(count, sizeof(count), "%d", CKSEND_COUNT);
+	snprintf(every, sizeof(every), "%d", CKSEND_EVERY);
+	snprintf(crash_at, sizeof(crash_at), "%d", CKSEND_CRASH_AT);
+	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, NULL});
+	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
+	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+
+	uint64_t t0 = tu_mono_ms();
+	prog_make(&send, c, "sender", "cksend",
+	          (const char *const[]){recv.urn, count, every, crash_at, NULL});
+	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_ON_FAILURE);
+	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	fprintf(stderr, "restart: sender resumed from its checkpoint, %d messages in %" PRIu64
+	        " ms\n", CKSEND_COUNT, tu_mono_ms() - t0);
+	ck_assert_str_eq(line, "e1 received 4000 in-order 4000 dups 0 gaps 0 bad 0");
+	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+
+	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
+	ck_assert_str_eq(info.host, "a");
+	ck_assert_uint_eq(info.epoch, 1);
+	ck_assert_uint_eq(info.restarts, 1);
+	char want[1024], *w = want, *end = want + sizeof(want);
+	w += snprintf(w, (size_t)(end - w), "e1 start restored-from 0\n");
+	for (int s = CKSEND_EVERY; s <= CKSEND_CRASH_AT; s += CKSEND_EVERY)
+		w += snprintf(w, (size_t)(end - w), "e1 saved %d\n", s);
+	w += snprintf(w, (size_t)(end - w), "e1 crash after %d\n", CKSEND_CRASH_AT);
+	w += snprintf(w, (size_t)(end - w), "e1 start restored-from %d\n",
+	              CKSEND_CRASH_AT / CKSEND_EVERY * CKSEND_EVERY);
+	for (int s = CKSEND_CRASH_AT / CKSEND_EVERY * CKSEND_EVERY + CKSEND_EVERY;
+	     s <= CKSEND_COUNT; s += CKSEND_EVERY)
+		w += snprintf(w, (size_t)(end - w), "e1 saved %d\n", s);
+	snprintf(w, (size_t)(end - w), "e1 sent %d flush 0\n", CKSEND_COUNT);
+	char *text = slurp(send.out);
+	ck_assert_str_eq(text, want);
+	free(text);
 	rcds_client_close(cl);
 	stop_cluster(c);
 }
@@ -780,10 +988,22 @@ static Suite *suite(void)
 	tcase_add_test(del, test_receiver_that_does_not_read_bounds_what_the_agents_hold);
 	suite_add_tcase(s, del);
 
+	TCase *more = tcase_create("more");
+	tcase_set_timeout(more, 60);
+	tcase_add_test(more, test_messages_sent_with_more_arrive_once_each_in_order);
+	tcase_add_test(more, test_recv_hands_over_a_message_held_back_by_more);
+	suite_add_tcase(s, more);
+
 	TCase *fail = tcase_create("failover");
 	tcase_set_timeout(fail, 90);
 	tcase_add_test(fail, test_receiver_moved_by_a_host_kill_resumes_right_after_its_checkpoint);
 	suite_add_tcase(s, fail);
+
+	TCase *rs = tcase_create("restart");
+	tcase_set_timeout(rs, 90);
+	tcase_add_test(rs, test_receiver_restarted_without_a_checkpoint_resumes_within_an_ack_window);
+	tcase_add_test(rs, test_sender_restarted_from_its_checkpoint_is_received_once);
+	suite_add_tcase(s, rs);
 
 	TCase *err = tcase_create("errors");
 	tcase_set_timeout(err, 30);
