@@ -501,8 +501,8 @@ int snipe_ckpt_commit_dir(snipe_ckpt *c, uint64_t *seq, char *err, size_t errlen
  * saves; restarted (here or on another host) it resumes right after the position in
  * the checkpoint it restored, and gets every later message exactly once. Without a
  * checkpoint handle, a restarted receiver resumes after the last message it had taken
- * and acknowledged: up to a window of messages taken just before a crash may come
- * again. One thread at a time per context.
+ * and acknowledged: messages taken just before a crash may come again (at most the
+ * agent's send window, 1024). One thread at a time per context.
  */
 typedef struct snipe_ctx snipe_ctx;
 #define SNIPE_MSG_MAX (256u * 1024u) /* the largest message body */
