@@ -128,21 +128,6 @@ struct msgs {
 
 static void flush(struct msgs *ms);
 
-/* Grows a pointer array *v (of *cap) to hold one more. */
-static bool grow(void *v, size_t n, size_t *cap)
-{
-	void ***p = v;
-	if (n < *cap)
-		return true;
-	size_t c = *cap ? 2 * *cap : 8;
-	void **g = realloc(*p, c * sizeof(void *));
-	if (g == NULL)
-		return false;
-	*p = g;
-	*cap = c;
-	return true;
-}
-
 static struct msgs *msgs_of(agent *a)
 {
 	return a->msg;
@@ -155,7 +140,7 @@ static struct route *route_get(struct msgs *ms, const char *urn)
 	for (size_t i = 0; i < ms->nroutes; i++)
 		if (strcmp(ms->routes[i]->urn, urn) == 0)
 			return ms->routes[i];
-	if (!grow(&ms->routes, ms->nroutes, &ms->caproutes))
+	if (!sni_grow(&ms->routes, ms->nroutes, &ms->caproutes, sizeof(*ms->routes)))
 		return NULL;
 	struct route *r = calloc(1, sizeof(*r));
 	if (r == NULL)
@@ -289,7 +274,7 @@ static struct outbox *outbox_get(struct msgs *ms, const char *from, const uint8_
                                  struct route *to, uint64_t first_seq)
 {
 	struct outbox *ob = outbox_find(ms, from, stream, to->urn);
-	if (ob != NULL || !grow(&ms->obs, ms->nobs, &ms->capobs))
+	if (ob != NULL || !sni_grow(&ms->obs, ms->nobs, &ms->capobs, sizeof(*ms->obs)))
 		return ob;
 	if ((ob = calloc(1, sizeof(*ob))) == NULL)
 		return NULL;
@@ -957,7 +942,7 @@ int agent_msg_attach(agent *a, const char *urn, uint64_t epoch, const uint8_t *k
 {
 	struct msgs *ms = msgs_of(a);
 	agent_msg_detach(a, urn);
-	if (!grow(&ms->ports, ms->nports, &ms->capports))
+	if (!sni_grow(&ms->ports, ms->nports, &ms->capports, sizeof(*ms->ports)))
 		return SNIPE_ENOMEM;
 	struct port *p = calloc(1, sizeof(*p));
 	if (p == NULL || (p->held = calloc(HELD_MAX, sizeof(*p->held))) == NULL) {

@@ -136,16 +136,8 @@ static struct peer *peer_find(peers *p, const char *name, bool add)
 		peer_free(p->v[i]);
 		p->v[i] = p->v[--p->n];
 	}
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? 2 * p->cap : 8;
-		struct peer **v = realloc(p->v, cap * sizeof(*v));
-		if (v == NULL)
-			return NULL;
-		p->v = v;
-		p->cap = cap;
-	}
-	struct peer *e = calloc(1, sizeof(*e));
-	if (e == NULL)
+	struct peer *e = NULL;
+	if (!sni_grow(&p->v, p->n, &p->cap, sizeof(*p->v)) || (e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
 	snprintf(e->name, sizeof(e->name), "%s", name);
 	e->push = -1;

@@ -99,14 +99,8 @@ static struct agent_inst *find_or_add(agent *a, const char *urn)
 	struct agent_inst *in = find(a, urn);
 	if (in != NULL)
 		return in;
-	if (a->ninst == a->capinst) {
-		size_t cap = a->capinst ? 2 * a->capinst : 16;
-		struct agent_inst **grown = realloc(a->inst, cap * sizeof(*grown));
-		if (grown == NULL)
-			return NULL;
-		a->inst = grown;
-		a->capinst = cap;
-	}
+	if (!sni_grow(&a->inst, a->ninst, &a->capinst, sizeof(*a->inst)))
+		return NULL;
 	in = calloc(1, sizeof(*in));
 	if (in == NULL)
 		return NULL;

@@ -412,14 +412,8 @@ static int pindex_set(struct pindex *x, const sni_proc *p)
 		return SNIPE_OK;
 	}
 	if (e == NULL) {
-		if (x->n == x->cap) {
-			size_t cap = x->cap ? 2 * x->cap : 64;
-			struct pentry *grown = realloc(x->v, cap * sizeof(*grown));
-			if (grown == NULL)
-				return SNIPE_ENOMEM;
-			x->v = grown;
-			x->cap = cap;
-		}
+		if (!sni_grow(&x->v, x->n, &x->cap, sizeof(*x->v)))
+			return SNIPE_ENOMEM;
 		memmove(&x->v[pos + 1], &x->v[pos], (x->n - pos) * sizeof(*x->v));
 		x->n++;
 		e = &x->v[pos];

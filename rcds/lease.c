@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lease.h"
+#include "sni.h"
 #include "snipe.h"
 
 struct lease {
@@ -83,14 +84,8 @@ static struct lease *insert(rcds_leases *l, const char *host)
 	size_t i = find(l, host, &found);
 	if (found)
 		return &l->v[i];
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		struct lease *grown = realloc(l->v, cap * sizeof(*grown));
-		if (grown == NULL)
-			return NULL;
-		l->v = grown;
-		l->cap = cap;
-	}
+	if (!sni_grow(&l->v, l->n, &l->cap, sizeof(*l->v)))
+		return NULL;
 	char *name = strdup(host);
 	if (name == NULL)
 		return NULL;

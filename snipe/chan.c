@@ -42,6 +42,25 @@ static int hello_bytes(const snipe_key *k, const Snipe__ChanHello *h, uint8_t **
 	return SNIPE_OK;
 }
 
+/* A ChanFrame holding h as its hello, or its welcome. */
+static int hello_frame(const snipe_key *k, const Snipe__ChanHello *h, bool welcome,
+                       uint8_t **frame, size_t *len)
+{
+	uint8_t *env = NULL;
+	size_t envlen = 0;
+	int rc = hello_bytes(k, h, &env, &envlen);
+	if (rc != SNIPE_OK)
+		return rc;
+	Snipe__ChanFrame f = SNIPE__CHAN_FRAME__INIT;
+	if (welcome)
+		f.welcome = (ProtobufCBinaryData){envlen, env};
+	else
+		f.hello = (ProtobufCBinaryData){envlen, env};
+	rc = pack_frame(&f, frame, len);
+	free(env);
+	return rc;
+}
+
 int sni_chan_hello(const snipe_key *k, const char *from, const char *to, sni_chan_opener *h,
                    uint8_t **frame, size_t *len)
 {
@@ -52,16 +71,7 @@ int sni_chan_hello(const snipe_key *k, const char *from, const char *to, sni_cha
 	hello.to = (char *)(to != NULL ? to : "");
 	hello.kx_public = (ProtobufCBinaryData){sizeof(h->kx_pk), h->kx_pk};
 	hello.nonce = (ProtobufCBinaryData){sizeof(h->nonce), h->nonce};
-	uint8_t *env = NULL;
-	size_t envlen = 0;
-	int rc = hello_bytes(k, &hello, &env, &envlen);
-	if (rc != SNIPE_OK)
-		return rc;
-	Snipe__ChanFrame f = SNIPE__CHAN_FRAME__INIT;
-	f.hello = (ProtobufCBinaryData){envlen, env};
-	rc = pack_frame(&f, frame, len);
-	free(env);
-	return rc;
+	return hello_frame(k, &hello, false, frame, len);
 }
 
 int sni_chan_accept(const snipe_key *k, const char *from, const Snipe__ChanHello *hello,
@@ -83,16 +93,7 @@ int sni_chan_accept(const snipe_key *k, const char *from, const Snipe__ChanHello
 	w.kx_public = (ProtobufCBinaryData){sizeof(pk), pk};
 	w.nonce = hello->nonce;
 	w.id = (ProtobufCBinaryData){sizeof(ch->id), ch->id};
-	uint8_t *env = NULL;
-	size_t envlen = 0;
-	int rc = hello_bytes(k, &w, &env, &envlen);
-	if (rc != SNIPE_OK)
-		return rc;
-	Snipe__ChanFrame f = SNIPE__CHAN_FRAME__INIT;
-	f.welcome = (ProtobufCBinaryData){envlen, env};
-	rc = pack_frame(&f, frame, len);
-	free(env);
-	return rc;
+	return hello_frame(k, &w, true, frame, len);
 }
 
 int sni_chan_complete(sni_chan_opener *h, const Snipe__ChanHello *welcome, sni_chan *ch)

@@ -117,16 +117,8 @@ static struct dest *dest_find(snipe_ctx *m, const char *urn, bool add)
 	for (size_t i = 0; i < m->ndests; i++)
 		if (strcmp(m->dests[i].urn, urn) == 0)
 			return &m->dests[i];
-	if (!add)
+	if (!add || !sni_grow(&m->dests, m->ndests, &m->capdests, sizeof(*m->dests)))
 		return NULL;
-	if (m->ndests == m->capdests) {
-		size_t cap = m->capdests ? 2 * m->capdests : 8;
-		struct dest *d = realloc(m->dests, cap * sizeof(*d));
-		if (d == NULL)
-			return NULL;
-		m->dests = d;
-		m->capdests = cap;
-	}
 	struct dest *d = &m->dests[m->ndests];
 	memset(d, 0, sizeof(*d));
 	if ((d->urn = strdup(urn)) == NULL)
@@ -140,16 +132,8 @@ static struct source *source_find(snipe_ctx *m, const char *urn, bool add)
 	for (size_t i = 0; i < m->nsrcs; i++)
 		if (strcmp(m->srcs[i].urn, urn) == 0)
 			return &m->srcs[i];
-	if (!add)
+	if (!add || !sni_grow(&m->srcs, m->nsrcs, &m->capsrcs, sizeof(*m->srcs)))
 		return NULL;
-	if (m->nsrcs == m->capsrcs) {
-		size_t cap = m->capsrcs ? 2 * m->capsrcs : 8;
-		struct source *s = realloc(m->srcs, cap * sizeof(*s));
-		if (s == NULL)
-			return NULL;
-		m->srcs = s;
-		m->capsrcs = cap;
-	}
 	struct source *s = &m->srcs[m->nsrcs];
 	memset(s, 0, sizeof(*s));
 	if ((s->urn = strdup(urn)) == NULL)

@@ -15,6 +15,10 @@
 int sni_err(char *err, size_t errlen, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Makes room for one more element in the array *arrayp (a T **) of n used and *cap
+ * allocated elements of elem bytes, doubling it (8 at first). false if out of memory
+ * (the array is unchanged). */
+bool sni_grow(void *arrayp, size_t n, size_t *cap, size_t elem);
 /* A monotonic clock in ms, for timeouts (never for timestamps others read). */
 uint64_t sni_mono_ms(void);
 

@@ -32,6 +32,20 @@ void sni_hex(const uint8_t *bytes, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+bool sni_grow(void *arrayp, size_t n, size_t *cap, size_t elem)
+{
+	void **p = arrayp;
+	if (n < *cap)
+		return true;
+	size_t c = *cap ? 2 * *cap : 8;
+	void *g = realloc(*p, c * elem);
+	if (g == NULL)
+		return false;
+	*p = g;
+	*cap = c;
+	return true;
+}
+
 uint64_t sni_mono_ms(void)
 {
 	struct timespec ts;
