@@ -4,7 +4,8 @@
 # signed assertions, refuses a stale compare-and-set, and keeps working (and keeps its
 # data) after its leader is killed with SIGKILL; then a checkpointing job (examples/pi.c)
 # spawned on one of 3 host agents resumes from its latest checkpoint on another host
-# after its own is killed with SIGKILL. Everything it starts is stopped on exit.
+# after its own is killed with SIGKILL; a message sent by name reaches a process before
+# and after its host is killed. Everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -49,6 +50,16 @@ wait_new_leader() {
     sleep 0.2
   done
   echo "demo: no new catalog leader after killing replica $old" >&2
+  return 1
+}
+
+# Waits (at most 10 s) until process $1's output has a line matching $2.
+wait_log() {
+  for _ in $(seq 50); do
+    "$SNIPE" logs "$1" 2>/dev/null | grep -q "$2" && return 0
+    sleep 0.2
+  done
+  echo "demo: $1 did not print '$2'" >&2
   return 1
 }
 
@@ -162,7 +173,31 @@ if ! "$SNIPE" logs "$job" | head -1 | grep -q '^resumed from checkpoint at step 
   exit 1
 fi
 
-step "7. cluster down stops every process cluster up started"
+step "7. messages go to a name, and follow the process when it moves"
+say "inbox prints every message it gets (snipe recv, run by an agent as a process)"
+run spawn --name inbox --restart always -- "$SNIPE" recv --count 0
+inbox_host=$("$SNIPE" ps | awk '$1 == "urn:snipe:proc:inbox" { print $2 }')
+say "greeter sends to urn:snipe:proc:inbox: its agent finds inbox's host in the catalog"
+run spawn --name greeter -- "$SNIPE" send urn:snipe:proc:inbox "hello, inbox"
+"$SNIPE" wait urn:snipe:proc:greeter --timeout 30 >/dev/null
+wait_log urn:snipe:proc:inbox '^urn:snipe:proc:greeter 0 hello, inbox'
+run logs urn:snipe:proc:inbox
+inbox_agent=$(awk -v h="$inbox_host" '$3 == h { print $1 }' "$cluster/pids")
+say "kill -9 $inbox_host's agent (pid $inbox_agent): inbox moves to the last live host"
+kill -9 "$inbox_agent"
+for _ in $(seq 50); do
+  now=$("$SNIPE" ps | awk '$1 == "urn:snipe:proc:inbox" && $3 == "running" { print $2 }')
+  [ -n "$now" ] && [ "$now" != "$inbox_host" ] && break
+  sleep 0.2
+done
+run ps
+say "the same name reaches the new instance"
+run spawn --name greeter2 -- "$SNIPE" send urn:snipe:proc:inbox "hello again, wherever you are"
+"$SNIPE" wait urn:snipe:proc:greeter2 --timeout 30 >/dev/null
+wait_log urn:snipe:proc:inbox '^urn:snipe:proc:greeter2 0 hello again'
+run logs urn:snipe:proc:inbox
+
+step "8. cluster down stops every process cluster up started"
 pids=$(awk '{ print $1 }' "$cluster/pids")
 run cluster down --dir "$cluster"
 for p in $pids; do
@@ -172,4 +207,4 @@ for p in $pids; do
   fi
 done
 
-step "done: signed envelopes, a replicated catalog with leader failover, and a job that resumes from its checkpoint on another host"
+step "done: signed envelopes, a replicated catalog with leader failover, a job that resumes from its checkpoint on another host, and messages that follow a process by name"
