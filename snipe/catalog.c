@@ -25,7 +25,8 @@
 /* A replica that cannot take a request within this long is down or unreachable: nanomsg
  * queues sends until a connection exists, so this bounds the cost of a dead endpoint. */
 #define CONNECT_WAIT_MS 300
-#define VERIFIED_SLOTS 256
+#define VERIFIED_SLOTS 4096 /* 128 KiB, two ways: a client re-reading a few thousand
+                               assertions verifies each once */
 #define VERIFIED_DIGEST 32
 /* How long an endpoint that did not answer is passed over while others remain. */
 #define DOWN_MS 1000
@@ -37,7 +38,7 @@ struct rcds_client {
 	uint64_t *ids;            /* per endpoint: the replica's Raft id once known, else 0 */
 	uint64_t *down_until;     /* per endpoint: skip it until then (it did not answer) */
 	/* Digests of assertions whose signatures this client verified (direct-mapped). */
-	uint8_t verified[VERIFIED_SLOTS][VERIFIED_DIGEST];
+	uint8_t (*verified)[VERIFIED_DIGEST]; /* VERIFIED_SLOTS, made on first use */
 	size_t n, current;
 	const snipe_key *key;
 	uint32_t timeout_ms;
@@ -127,6 +128,7 @@ void rcds_client_close(rcds_client *c)
 	free(c->down_until);
 	free(c->endpoints);
 	free(c->list);
+	free(c->verified);
 	free(c);
 }
 
@@ -713,11 +715,17 @@ static int read_assertion(rcds_client *c, const Snipe__Assertion *a, rcds_assert
 {
 	uint8_t d[VERIFIED_DIGEST];
 	triple_digest(a, d);
-	uint8_t *slot = c->verified[d[0] % VERIFIED_SLOTS];
-	bool known = sodium_memcmp(slot, d, VERIFIED_DIGEST) == 0;
+	if (c->verified == NULL)
+		c->verified = calloc(VERIFIED_SLOTS, VERIFIED_DIGEST);
+	if (c->verified == NULL)
+		return sni_assertion_read(a, true, out, err, errlen);
+	/* two ways: the pair of slots at i and i ^ 1; a miss replaces one picked by d */
+	size_t i = ((size_t)d[0] | (size_t)d[1] << 8) % VERIFIED_SLOTS;
+	bool known = sodium_memcmp(c->verified[i], d, VERIFIED_DIGEST) == 0 ||
+	             sodium_memcmp(c->verified[i ^ 1], d, VERIFIED_DIGEST) == 0;
 	int rc = sni_assertion_read(a, !known, out, err, errlen);
 	if (rc == SNIPE_OK && !known)
-		memcpy(slot, d, VERIFIED_DIGEST);
+		memcpy(c->verified[i ^ (d[2] & 1)], d, VERIFIED_DIGEST);
 	return rc;
 }
 
