@@ -571,8 +571,10 @@ static void deliver(struct msgs *ms, const char *host, const Snipe__ChanBody *bo
 		if (done[i])
 			continue;
 		const Snipe__Msg *g = body->msgs[i];
-		if (strcmp(g->origin, host) != 0) {
-			snipe_log(SNIPE_LOG_WARN, "msg", "dropped message from %s claiming origin %s",
+		if (strcmp(g->origin, host) != 0 || g->stream.len != 16 || g->seq == 0 ||
+		    g->data.len > SNIPE_MSG_MAX || strncmp(g->from, SNI_PROC_PREFIX,
+		                                           sizeof(SNI_PROC_PREFIX) - 1) != 0) {
+			snipe_log(SNIPE_LOG_WARN, "msg", "dropped a malformed message from %s (origin %s)",
 			          host, g->origin);
 			continue;
 		}
