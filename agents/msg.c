@@ -118,8 +118,9 @@ struct msgs {
 	struct outbox **obs;
 	size_t nobs, capobs;
 	unsigned next_port;
-	/* the catalog's changes to process records: a route that changes is looked up
-	 * again at once, rather than after bounces or silence */
+	/* the catalog's changes to the records of the processes messages go to (one
+	 * subscription per route): a route that changes is looked up again at once,
+	 * rather than after bounces or silence */
 	rcds_watch *watch;
 	uv_poll_t watch_poll;
 	bool watch_opening, watch_polling;
@@ -148,6 +149,8 @@ static struct route *route_get(struct msgs *ms, const char *urn)
 	snprintf(r->urn, sizeof(r->urn), "%s", urn);
 	r->first_ms = sni_mono_ms();
 	ms->routes[ms->nroutes++] = r;
+	if (ms->watch != NULL)
+		(void)rcds_watch_add(ms->watch, urn); /* only the processes messages go to */
 	return r;
 }
 
@@ -698,7 +701,7 @@ struct watch_io {
 static void watch_work(agent_io *io, rcds_client *c)
 {
 	struct watch_io *x = (struct watch_io *)io;
-	io->rc = rcds_watch_open(c, SNI_PROC_PREFIX, &x->w, io->err, sizeof(io->err));
+	io->rc = rcds_watch_open(c, RCDS_WATCH_NONE, &x->w, io->err, sizeof(io->err));
 }
 
 static void watch_readable(uv_poll_t *h, int status, int events)
@@ -732,6 +735,8 @@ static void watch_done(agent_io *io, rcds_client *c)
 		ms->watch_again_ms = sni_mono_ms() + 1000;
 	} else {
 		ms->watch = x->w;
+		for (size_t i = 0; i < ms->nroutes; i++)
+			(void)rcds_watch_add(ms->watch, ms->routes[i]->urn);
 		uv_poll_init(io->a->loop, &ms->watch_poll, rcds_watch_fd(ms->watch));
 		ms->watch_poll.data = ms;
 		uv_poll_start(&ms->watch_poll, UV_READABLE, watch_readable);

@@ -206,11 +206,15 @@ typedef struct rcds_event {
 	rcds_assertion assertion; /* puts: checked against its author's signature */
 } rcds_event;
 
-/* Subscribes to prefix (NULL or "": everything) on every replica of c's endpoints that
- * has a watch endpoint, waiting (within c's timeout) until connected. c is only used
- * during the call. */
+/* Subscribes to prefix (NULL or "": everything; RCDS_WATCH_NONE: nothing until
+ * rcds_watch_add) on every replica of c's endpoints that has a watch endpoint, waiting
+ * (within c's timeout) until connected. c is only used during the call. */
+extern const char RCDS_WATCH_NONE[];
 int rcds_watch_open(rcds_client *c, const char *prefix, rcds_watch **out, char *err,
                     size_t errlen);
+/* Also delivers the changes of exactly urn from now on (filtered by nanomsg, before any
+ * decoding or signature check: a watcher of a few URNs pays nothing for the others). */
+int rcds_watch_add(rcds_watch *w, const char *urn);
 /* The next event, waiting at most timeout_ms (-1: forever). SNIPE_ETIMEDOUT if none came.
  * On success clear ev with rcds_event_clear. */
 int rcds_watch_next(rcds_watch *w, int timeout_ms, rcds_event *ev, char *err,

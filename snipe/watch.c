@@ -15,6 +15,8 @@
 #include "rcds.h"
 #include "sni.h"
 
+const char RCDS_WATCH_NONE[] = "";
+
 struct rcds_watch {
 	int sock;
 	/* The last change delivered: every replica publishes the same log in order, so
@@ -45,6 +47,15 @@ static int connect_all(rcds_client *c, int sock, const char *endpoints, uint64_t
 	return n;
 }
 
+/* The topic of a change is its URN and a NUL: a subscription to that exact topic takes
+ * the changes of one URN, and nothing else. */
+int rcds_watch_add(rcds_watch *w, const char *urn)
+{
+	if (nn_setsockopt(w->sock, NN_SUB, NN_SUB_SUBSCRIBE, urn, strlen(urn) + 1) < 0)
+		return SNIPE_EIO;
+	return SNIPE_OK;
+}
+
 int rcds_watch_open(rcds_client *c, const char *prefix, rcds_watch **out, char *err,
                     size_t errlen)
 {
@@ -54,7 +65,8 @@ int rcds_watch_open(rcds_client *c, const char *prefix, rcds_watch **out, char *
 		return SNIPE_ENOMEM;
 	w->sock = nn_socket(AF_SP, NN_SUB);
 	const char *p = prefix != NULL ? prefix : "";
-	if (w->sock < 0 || nn_setsockopt(w->sock, NN_SUB, NN_SUB_SUBSCRIBE, p, strlen(p)) < 0) {
+	if (w->sock < 0 || (prefix != RCDS_WATCH_NONE &&
+	                    nn_setsockopt(w->sock, NN_SUB, NN_SUB_SUBSCRIBE, p, strlen(p)) < 0)) {
 		rcds_watch_close(w);
 		return sni_err(err, errlen, SNIPE_EIO, "watch: %s", nn_strerror(nn_errno()));
 	}

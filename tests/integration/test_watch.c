@@ -85,6 +85,33 @@ START_TEST(test_watch_delivers_changes_under_prefix_in_order_once)
 }
 END_TEST
 
+/* A watch opened on nothing delivers the changes of exactly the URNs added: not of a
+ * URN that merely starts with one of them, nor of any other. */
+START_TEST(test_watch_of_exact_urns_delivers_only_those)
+{
+	tc_cluster *c = tc_cluster_start(3);
+	rcds_client *cl = tc_cluster_client(c, -1, tc_cluster_admin_key(c));
+	rcds_watch *w = NULL;
+	char err[256] = "";
+	ck_assert_msg(rcds_watch_open(cl, RCDS_WATCH_NONE, &w, err, sizeof(err)) == SNIPE_OK,
+	              "open: %s", err);
+	ck_assert_int_eq(rcds_watch_add(w, "urn:snipe:data:e/a"), SNIPE_OK);
+	ck_assert_int_eq(rcds_watch_add(w, "urn:snipe:data:e/c"), SNIPE_OK);
+	tu_sleep_ms(100); /* a subscription reaches the publishers asynchronously */
+	write_put(cl, "urn:snipe:data:e/ab", "x", "longer name");
+	write_put(cl, "urn:snipe:data:e/b", "x", "not added");
+	uint64_t i1 = write_put(cl, "urn:snipe:data:e/a", "y", "1");
+	uint64_t i2 = write_put(cl, "urn:snipe:data:e/c", "z", "2");
+	expect_put(w, i1, "urn:snipe:data:e/a", "y", "1");
+	expect_put(w, i2, "urn:snipe:data:e/c", "z", "2");
+	rcds_event ev;
+	ck_assert_int_eq(rcds_watch_next(w, 300, &ev, err, sizeof(err)), SNIPE_ETIMEDOUT);
+	rcds_watch_close(w);
+	rcds_client_close(cl);
+	tc_cluster_stop(c);
+}
+END_TEST
+
 START_TEST(test_watch_survives_the_loss_of_a_replica)
 {
 	tc_cluster *c = tc_cluster_start(3);
@@ -127,6 +154,7 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("watch");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_watch_delivers_changes_under_prefix_in_order_once);
+	tcase_add_test(tc, test_watch_of_exact_urns_delivers_only_those);
 	tcase_add_test(tc, test_watch_survives_the_loss_of_a_replica);
 	tcase_add_test(tc, test_watch_of_unreachable_catalog_fails_clearly);
 	suite_add_tcase(s, tc);
