@@ -170,6 +170,12 @@ int tc_cluster_port(tc_cluster *c);
 void tc_cluster_dump_logs(const tc_cluster *c, int lines);
 /* True if replica i's log contains text. */
 bool tc_cluster_log_contains(const tc_cluster *c, int i, const char *text);
+/* Waits at most timeout_ms until the file at path (a test program's output, say) has
+ * a line starting with prefix; the first such line into out (len bytes, without its
+ * newline). Aborts the test otherwise, after printing the file and the tail of every
+ * replica's and agent's log. */
+void tc_wait_line(const tc_cluster *c, const char *path, const char *prefix, int timeout_ms,
+                  char *out, size_t len);
 
 /* ------------------------------------------------------------------- agents */
 

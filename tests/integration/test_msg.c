@@ -92,68 +92,6 @@ static tc_cluster *start_cluster(const char *const *names, size_t n, const char 
 	return c;
 }
 
-/* The whole file (NUL-terminated, malloc'd), or NULL if it cannot be read. */
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return NULL;
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	for (size_t got; buf != NULL && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-		n += got;
-		if (n + 1 == cap) {
-			char *grown = realloc(buf, cap *= 2);
-			if (grown == NULL)
-				free(buf);
-			buf = grown;
-		}
-	}
-	fclose(f);
-	if (buf != NULL)
-		buf[n] = '\0';
-	return buf;
-}
-
-/* The first line of text that starts with prefix into out (without its newline); false
- * if there is none. */
-static bool find_line(const char *text, const char *prefix, char *out, size_t len)
-{
-	size_t plen = strlen(prefix);
-	for (const char *p = text; p != NULL && *p != '\0';) {
-		const char *nl = strchr(p, '\n');
-		size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
-		if (n >= plen && strncmp(p, prefix, plen) == 0) {
-			snprintf(out, len, "%.*s", (int)n, p);
-			return true;
-		}
-		p = nl != NULL ? nl + 1 : NULL;
-	}
-	return false;
-}
-
-/* Waits at most timeout_ms until the file at path has a line starting with prefix; the
- * (first such) line into out. */
-static void wait_line(tc_cluster *c, const char *path, const char *prefix, int timeout_ms,
-                      char *out, size_t len)
-{
-	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		char *text = slurp(path);
-		bool found = text != NULL && find_line(text, prefix, out, len);
-		if (!found && text != NULL && tu_mono_ms() >= deadline)
-			fprintf(stderr, "--- %s ---\n%s", path, text);
-		free(text);
-		if (found)
-			return;
-		if (tu_mono_ms() >= deadline)
-			break;
-		tu_sleep_ms(POLL_MS);
-	}
-	tc_cluster_dump_logs(c, LOG_LINES);
-	ck_abort_msg("no line '%s...' in %s after %d ms", prefix, path, timeout_ms);
-}
-
 /* A msg_prog command line, the file it writes, and the strings it points to. */
 struct prog {
 	char name[64];
@@ -206,7 +144,7 @@ static void prog_wait_ok(tc_cluster *c, rcds_client *cl, const struct prog *p, i
 {
 	tc_wait_ended(c, cl, p->urn, timeout_ms, out);
 	if (strcmp(out->state, "exited") != 0 || out->exit_code != 0) {
-		char *text = slurp(p->out);
+		char *text = tu_slurp(p->out, NULL);
 		fprintf(stderr, "--- %s ---\n%s", p->out, text != NULL ? text : "(none)\n");
 		free(text);
 		tc_cluster_dump_logs(c, LOG_LINES);
@@ -275,18 +213,18 @@ START_TEST(test_ten_thousand_messages_arrive_once_each_in_order)
 	snprintf(count, sizeof(count), "%d", COUNT);
 	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, NULL});
 	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
 
 	uint64_t t0 = tu_mono_ms();
 	prog_make(&send, c, "sender", "send",
 	          (const char *const[]){recv.urn, count, "64", "0", "0", NULL});
 	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
 	fprintf(stderr, "order: %d messages a -> b in %" PRIu64 " ms\n", COUNT, tu_mono_ms() - t0);
 	ck_assert_str_eq(line, "e1 received 10000 in-order 10000 dups 0 gaps 0 bad 0");
 	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 sent 10000 flush 0");
 	rcds_client_close(cl);
 	stop_cluster(c);
@@ -312,12 +250,12 @@ START_TEST(test_receiver_that_does_not_read_bounds_what_the_agents_hold)
 	snprintf(size, sizeof(size), "%d", SLOW_SIZE);
 	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, go, NULL});
 	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
 	uint64_t rss_a = rss_kib(tc_agent_pid(c, 0)), rss_b = rss_kib(tc_agent_pid(c, 1));
 
 	prog_make(&send, c, "sender", "burst", (const char *const[]){recv.urn, count, size, NULL});
 	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
-	wait_line(c, send.out, "e1 accepted ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, send.out, "e1 accepted ", WAIT_MS, line, sizeof(line));
 	uint64_t accepted = strtoull(line + strlen("e1 accepted "), NULL, 10);
 	fprintf(stderr, "slow: %" PRIu64 " messages of %d bytes taken before SNIPE_EAGAIN\n",
 	        accepted, SLOW_SIZE);
@@ -329,15 +267,15 @@ START_TEST(test_receiver_that_does_not_read_bounds_what_the_agents_hold)
 	        " KiB\n", rss_a, grown_a, rss_b, grown_b);
 	ck_assert_uint_lt(grown_a, rss_a + RSS_GROWTH_KIB);
 	ck_assert_uint_lt(grown_b, rss_b + RSS_GROWTH_KIB);
-	char *text = slurp(recv.out);
+	char *text = tu_slurp(recv.out, NULL);
 	ck_assert_str_eq(text, "e1 ready\n"); /* it has not read yet */
 	free(text);
 
 	tu_write_file(go, "", 0, 0600);
-	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 received 5000 in-order 5000 dups 0 gaps 0 bad 0");
 	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 sent 5000 flush 0");
 	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 	free(go);
@@ -363,21 +301,21 @@ START_TEST(test_messages_sent_with_more_arrive_once_each_in_order)
 	snprintf(count, sizeof(count), "%d", MORE_COUNT);
 	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, NULL});
 	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
 
 	uint64_t t0 = tu_mono_ms();
 	prog_make(&send, c, "sender", "more",
 	          (const char *const[]){recv.urn, count, "64", go, NULL});
 	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
 	fprintf(stderr, "more: %d messages a -> b in %" PRIu64 " ms\n", MORE_COUNT,
 	        tu_mono_ms() - t0);
 	ck_assert_str_eq(line, "e1 received 5000 in-order 5000 dups 0 gaps 0 bad 0");
-	char *text = slurp(send.out);
+	char *text = tu_slurp(send.out, NULL);
 	ck_assert_msg(text == NULL, "%s", text); /* it has not flushed yet: no line at all */
 
 	tu_write_file(go, "", 0, 0600);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 sent 5000 flush 0");
 	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
 	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
@@ -403,23 +341,23 @@ START_TEST(test_recv_hands_over_a_message_held_back_by_more)
 	snprintf(wait, sizeof(wait), "%d", REPLY_MS);
 	prog_make(&echo, c, "echo", "echo", (const char *const[]){rounds, NULL});
 	prog_spawn(c, cl, &echo, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, echo.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, echo.out, "e1 ready", WAIT_MS, line, sizeof(line));
 
 	prog_make(&ask, c, "asker", "ask", (const char *const[]){echo.urn, rounds, wait, NULL});
 	prog_spawn(c, cl, &ask, "a", SNIPE_RESTART_NEVER);
-	wait_line(c, ask.out, "e1 asked ", WAIT_MS + ASK_ROUNDS * REPLY_MS, line, sizeof(line));
+	tc_wait_line(c, ask.out, "e1 asked ", WAIT_MS + ASK_ROUNDS * REPLY_MS, line, sizeof(line));
 	char slowest[1024];
-	wait_line(c, ask.out, "e1 slowest reply ", WAIT_MS, slowest, sizeof(slowest));
+	tc_wait_line(c, ask.out, "e1 slowest reply ", WAIT_MS, slowest, sizeof(slowest));
 	fprintf(stderr, "more: '%s'\n", slowest);
 	if (strcmp(line, "e1 asked 3 replies 3") != 0) {
-		char *said = slurp(ask.out);
+		char *said = tu_slurp(ask.out, NULL);
 		fprintf(stderr, "--- %s ---\n%s", ask.out, said);
 		free(said);
 	}
 	ck_assert_str_eq(line, "e1 asked 3 replies 3");
 	prog_wait_ok(c, cl, &ask, WAIT_MS, &info);
 	prog_wait_ok(c, cl, &echo, WAIT_MS, &info);
-	char *text = slurp(echo.out);
+	char *text = tu_slurp(echo.out, NULL);
 	ck_assert_str_eq(text, "e1 ready\ne1 echoed 3\n");
 	free(text);
 	rcds_client_close(cl);
@@ -445,18 +383,19 @@ START_TEST(test_receiver_moved_by_a_host_kill_resumes_right_after_its_checkpoint
 	snprintf(every, sizeof(every), "%d", CKPT_EVERY);
 	prog_make(&recv, c, "recv", "ckrecv", (const char *const[]){SENDER_URN, count, every, NULL});
 	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_ON_FAILURE);
-	wait_line(c, recv.out, "e1 start ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 start ", WAIT_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 start on b restored-from 0");
 
 	prog_make(&send, c, "sender", "send",
 	          (const char *const[]){recv.urn, count, "64", "50", "1", NULL});
 	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
 	snprintf(prefix, sizeof(prefix), "e1 saved %d", KILL_AT);
-	wait_line(c, recv.out, prefix, STREAM_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, prefix, STREAM_MS, line, sizeof(line));
 	uint64_t t0 = tu_mono_ms();
 	tc_agent_kill(c, 1);
 
-	wait_line(c, recv.out, "e2 received-up-to ", FAILOVER_MS + STREAM_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e2 received-up-to ", FAILOVER_MS + STREAM_MS, line,
+	             sizeof(line));
 	fprintf(stderr, "failover: '%s' %" PRIu64 " ms after kill -9\n", line, tu_mono_ms() - t0);
 	uint64_t upto = 0, dups = 0, gaps = 0, bad = 0, from = 0;
 	char host[16];
@@ -471,13 +410,14 @@ START_TEST(test_receiver_moved_by_a_host_kill_resumes_right_after_its_checkpoint
 	ck_assert_uint_ge(from, KILL_AT);
 	ck_assert_uint_lt(from, COUNT);
 	ck_assert_uint_eq(from % CKPT_EVERY, 0);
-	char *text = slurp(recv.out);
+	char *text = tu_slurp(recv.out, NULL);
 	/* the kill came mid-stream: the first instance never got to the end */
-	ck_assert_msg(!find_line(text, "e1 received-up-to ", line, sizeof(line)), "%s", text);
-	ck_assert_msg(!find_line(text, "e1 stalled", line, sizeof(line)), "%s", text);
+	ck_assert_msg(!tu_find_line(text, "e1 received-up-to ", line, sizeof(line)), "%s", text);
+	ck_assert_msg(!tu_find_line(text, "e1 stalled", line, sizeof(line)), "%s", text);
 	/* the second said so when it started, on c */
 	snprintf(prefix, sizeof(prefix), "e2 start on c restored-from %" PRIu64, from);
-	ck_assert_msg(find_line(text, prefix, line, sizeof(line)), "no '%s' in:\n%s", prefix, text);
+	ck_assert_msg(tu_find_line(text, prefix, line, sizeof(line)), "no '%s' in:\n%s", prefix,
+	              text);
 	ck_assert_str_eq(line, prefix);
 	/* every checkpoint the first reported saved was committed, so the second restored
 	 * the last of them or a later one (committed as the first died, unreported) */
@@ -489,7 +429,7 @@ START_TEST(test_receiver_moved_by_a_host_kill_resumes_right_after_its_checkpoint
 	ck_assert_uint_eq(info.epoch, 2);
 	ck_assert_uint_eq(info.restarts, 1);
 	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 sent 10000 flush 0");
 	rcds_client_close(cl);
 	stop_cluster(c);
@@ -517,15 +457,15 @@ START_TEST(test_receiver_restarted_without_a_checkpoint_resumes_within_the_send_
 	prog_make(&recv, c, "recv", "crashrecv",
 	          (const char *const[]){SENDER_URN, count, crash_at, NULL});
 	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_ON_FAILURE);
-	wait_line(c, recv.out, "e1 start life 1", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 start life 1", WAIT_MS, line, sizeof(line));
 
 	uint64_t t0 = tu_mono_ms();
 	prog_make(&send, c, "sender", "send",
 	          (const char *const[]){recv.urn, count, "64", "0", "0", NULL});
 	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 crash after ", STREAM_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 crash after ", STREAM_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 crash after 2000");
-	wait_line(c, recv.out, "e1 life 2 first ", STREAM_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 life 2 first ", STREAM_MS, line, sizeof(line));
 	fprintf(stderr, "restart: '%s' %" PRIu64 " ms after the sender started\n", line,
 	        tu_mono_ms() - t0);
 	uint64_t first = 0;
@@ -535,7 +475,7 @@ START_TEST(test_receiver_restarted_without_a_checkpoint_resumes_within_the_send_
 	snprintf(want, sizeof(want), "e1 life 2 first %" PRIu64
 	         " received-up-to 6000 dups 0 gaps 0 bad 0", first);
 	ck_assert_str_eq(line, want);
-	char *text = slurp(recv.out);
+	char *text = tu_slurp(recv.out, NULL);
 	snprintf(want, sizeof(want), "e1 start life 1\ne1 crash after 2000\ne1 start life 2\n"
 	         "e1 life 2 first %" PRIu64 " received-up-to 6000 dups 0 gaps 0 bad 0\n", first);
 	ck_assert_str_eq(text, want);
@@ -546,7 +486,7 @@ START_TEST(test_receiver_restarted_without_a_checkpoint_resumes_within_the_send_
 	ck_assert_uint_eq(info.epoch, 1);
 	ck_assert_uint_eq(info.restarts, 1);
 	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 sent 6000 flush 0");
 	rcds_client_close(cl);
 	stop_cluster(c);
@@ -571,13 +511,13 @@ START_TEST(test_sender_restarted_from_its_checkpoint_is_received_once)
 	snprintf(crash_at, sizeof(crash_at), "%d", CKSEND_CRASH_AT);
 	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, NULL});
 	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
 
 	uint64_t t0 = tu_mono_ms();
 	prog_make(&send, c, "sender", "cksend",
 	          (const char *const[]){recv.urn, count, every, crash_at, NULL});
 	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_ON_FAILURE);
-	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
 	fprintf(stderr, "restart: sender resumed from its checkpoint, %d messages in %" PRIu64
 	        " ms\n", CKSEND_COUNT, tu_mono_ms() - t0);
 	ck_assert_str_eq(line, "e1 received 4000 in-order 4000 dups 0 gaps 0 bad 0");
@@ -598,7 +538,7 @@ START_TEST(test_sender_restarted_from_its_checkpoint_is_received_once)
 	     s <= CKSEND_COUNT; s += CKSEND_EVERY)
 		w += snprintf(w, (size_t)(end - w), "e1 saved %d\n", s);
 	snprintf(w, (size_t)(end - w), "e1 sent %d flush 0\n", CKSEND_COUNT);
-	char *text = slurp(send.out);
+	char *text = tu_slurp(send.out, NULL);
 	ck_assert_str_eq(text, want);
 	free(text);
 	rcds_client_close(cl);
@@ -622,7 +562,7 @@ START_TEST(test_send_to_a_urn_naming_no_process_fails_with_enotfound)
 	prog_make(&p, c, "lost", "unknown", (const char *const[]){"urn:snipe:proc:nobody", NULL});
 	prog_spawn(c, cl, &p, "a", SNIPE_RESTART_NEVER);
 	prog_wait_ok(c, cl, &p, WAIT_MS, &info);
-	wait_line(c, p.out, "e1 code ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e1 code ", WAIT_MS, line, sizeof(line));
 	int code = 0;
 	uint64_t elapsed = 0;
 	ck_assert_int_eq(sscanf(line, "e1 code %d elapsed_ms %" SCNu64, &code, &elapsed), 2);
@@ -855,7 +795,7 @@ static int log_count(tc_cluster *c, const char *host, const char *text)
 {
 	char name[64];
 	snprintf(name, sizeof(name), "host-%s.log", host);
-	char *path = tu_path(tc_cluster_dir(c), name), *log = slurp(path);
+	char *path = tu_path(tc_cluster_dir(c), name), *log = tu_slurp(path, NULL);
 	free(path);
 	int n = 0;
 	for (const char *p = log; p != NULL && (p = strstr(p, text)) != NULL; p += strlen(text))
@@ -906,7 +846,7 @@ START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 	char *stop = tu_path(tc_cluster_dir(c), "stop");
 	prog_make(&recv, c, "recv", "log", (const char *const[]){stop, NULL});
 	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
 
 	struct mallory m;
 	sni_chan ch;
@@ -919,7 +859,7 @@ START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 	/* one valid message */
 	uint8_t *valid = mallory_msg(&ch, stream, recv.urn, 1, "hello", &len);
 	mallory_send(&m, valid, len);
-	wait_line(c, recv.out, "e1 msg ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 msg ", WAIT_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 msg from=" FAKE_PROC " tag=1 len=5 data=hello");
 
 	/* the same bytes again */
@@ -963,9 +903,9 @@ START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 
 	/* nothing else reached the process */
 	tu_write_file(stop, "", 0, 0600);
-	wait_line(c, recv.out, "e1 end ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e1 end ", WAIT_MS, line, sizeof(line));
 	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
-	char *text = slurp(recv.out);
+	char *text = tu_slurp(recv.out, NULL);
 	snprintf(want, sizeof(want), "e1 ready\ne1 msg from=%s tag=1 len=5 data=hello\n"
 	         "e1 end count 1\n", FAKE_PROC);
 	ck_assert_str_eq(text, want);
