@@ -173,13 +173,20 @@ struct tally {
 	uint64_t received, in_order, dups, gaps, bad;
 };
 
+/* A message taken: its sender, tag and bytes (free buf). */
+struct msg {
+	const char *from;
+	uint32_t tag;
+	void *buf;
+	size_t len;
+};
+
 /* Counts one message; true if it was the next in order. */
-static bool count(struct tally *t, const char *want_from, const char *from, uint32_t tag,
-                  const uint8_t *buf, size_t len)
+static bool count(struct tally *t, const char *want_from, const struct msg *m)
 {
 	t->received++;
-	uint64_t seq = seq_of(buf, len);
-	if (strcmp(from, want_from) != 0 || tag != TAG || seq == 0) {
+	uint64_t seq = seq_of(m->buf, m->len);
+	if (strcmp(m->from, want_from) != 0 || m->tag != TAG || seq == 0) {
 		t->bad++;
 		return false;
 	}
@@ -196,18 +203,20 @@ static bool count(struct tally *t, const char *want_from, const char *from, uint
 	return next;
 }
 
-/* The next message into *from.. *len, waiting while messages keep coming: SNIPE_OK,
- * SNIPE_ETIMEDOUT once none came for IDLE_MS (since *idle_since), or snipe_recv's
- * failure. */
-static int next_msg(snipe_ctx *ctx, uint64_t *idle_since, const char **from, uint32_t *tag,
-                    void **buf, size_t *len)
+/* The next message into m, waiting while messages keep coming: true, or false once none
+ * came for IDLE_MS (since *idle_since). Exits 4 if snipe_recv fails. */
+static bool next_msg(snipe_ctx *ctx, uint64_t *idle_since, struct msg *m)
 {
 	for (;;) {
-		int rc = snipe_recv(ctx, from, tag, buf, len, 1000);
-		if (rc == SNIPE_OK)
+		int rc = snipe_recv(ctx, &m->from, &m->tag, &m->buf, &m->len, 1000);
+		if (rc == SNIPE_OK) {
 			*idle_since = mono_ms();
-		if (rc != SNIPE_ETIMEDOUT || mono_ms() - *idle_since >= IDLE_MS)
-			return rc;
+			return true;
+		}
+		if (rc != SNIPE_ETIMEDOUT)
+			exit(fail("recv", rc, snipe_error(ctx)));
+		if (mono_ms() - *idle_since >= IDLE_MS)
+			return false;
 	}
 }
 
@@ -220,21 +229,29 @@ static int send_failed(snipe_ctx *ctx, uint64_t seq, int rc)
 	return fail(what, rc, snipe_error(ctx));
 }
 
-static int do_send(const char *to, uint64_t n, size_t size, uint64_t pace_every,
-                   uint64_t pace_ms)
+/* Message seq of size bytes, in buf, sent to `to` with flags; exits 4 if that fails. */
+static void send_one(snipe_ctx *ctx, const char *to, uint8_t *buf, size_t size, uint64_t seq,
+                     int flags)
 {
-	snipe_ctx *ctx = join(NULL);
+	fill(buf, size, seq);
+	int rc = snipe_send(ctx, to, TAG, buf, size, flags);
+	if (rc != SNIPE_OK)
+		exit(send_failed(ctx, seq, rc));
+}
+
+/* A message buffer of size bytes; exits 4 if there is no memory. */
+static uint8_t *msg_buf(size_t size)
+{
 	uint8_t *buf = malloc(size);
 	if (buf == NULL)
-		return fail("malloc", SNIPE_ENOMEM, "out of memory");
-	for (uint64_t seq = 1; seq <= n; seq++) {
-		fill(buf, size, seq);
-		int rc = snipe_send(ctx, to, TAG, buf, size, 0);
-		if (rc != SNIPE_OK)
-			return send_failed(ctx, seq, rc);
-		if (pace_every != 0 && seq % pace_every == 0)
-			tp_sleep_ms(pace_ms);
-	}
+		exit(fail("malloc", SNIPE_ENOMEM, "out of memory"));
+	return buf;
+}
+
+/* A sender's end: flushes, says "sent N flush CODE", frees buf (may be NULL) and closes
+ * ctx. The exit code: 0 if the flush saw every message taken, else 4. */
+static int sent(snipe_ctx *ctx, uint64_t n, uint8_t *buf)
+{
 	int rc = snipe_flush(ctx, FLUSH_MS);
 	tp_say("sent %" PRIu64 " flush %d", n, rc);
 	free(buf);
@@ -242,12 +259,23 @@ static int do_send(const char *to, uint64_t n, size_t size, uint64_t pace_every,
 	return rc == SNIPE_OK ? 0 : 4;
 }
 
+static int do_send(const char *to, uint64_t n, size_t size, uint64_t pace_every,
+                   uint64_t pace_ms)
+{
+	snipe_ctx *ctx = join(NULL);
+	uint8_t *buf = msg_buf(size);
+	for (uint64_t seq = 1; seq <= n; seq++) {
+		send_one(ctx, to, buf, size, seq, 0);
+		if (pace_every != 0 && seq % pace_every == 0)
+			tp_sleep_ms(pace_ms);
+	}
+	return sent(ctx, n, buf);
+}
+
 static int do_burst(const char *to, uint64_t n, size_t size)
 {
 	snipe_ctx *ctx = join(NULL);
-	uint8_t *buf = malloc(size);
-	if (buf == NULL)
-		return fail("malloc", SNIPE_ENOMEM, "out of memory");
+	uint8_t *buf = msg_buf(size);
 	uint64_t seq = 1;
 	bool waited = false; /* EAGAIN once already: waited for the agent to take some */
 	while (seq <= n) {
@@ -270,17 +298,9 @@ static int do_burst(const char *to, uint64_t n, size_t size)
 		waited = true;
 	}
 	tp_say("accepted %" PRIu64, seq - 1);
-	for (; seq <= n; seq++) {
-		fill(buf, size, seq);
-		int rc = snipe_send(ctx, to, TAG, buf, size, 0);
-		if (rc != SNIPE_OK)
-			return send_failed(ctx, seq, rc);
-	}
-	int rc = snipe_flush(ctx, FLUSH_MS);
-	tp_say("sent %" PRIu64 " flush %d", n, rc);
-	free(buf);
-	snipe_close(ctx);
-	return rc == SNIPE_OK ? 0 : 4;
+	for (; seq <= n; seq++)
+		send_one(ctx, to, buf, size, seq, 0);
+	return sent(ctx, n, buf);
 }
 
 static void wait_file(const char *path)
@@ -292,21 +312,11 @@ static void wait_file(const char *path)
 static int do_more(const char *to, uint64_t n, size_t size, const char *go)
 {
 	snipe_ctx *ctx = join(NULL);
-	uint8_t *buf = malloc(size);
-	if (buf == NULL)
-		return fail("malloc", SNIPE_ENOMEM, "out of memory");
-	for (uint64_t seq = 1; seq <= n; seq++) {
-		fill(buf, size, seq);
-		int rc = snipe_send(ctx, to, TAG, buf, size, seq < n ? SNIPE_MORE : 0);
-		if (rc != SNIPE_OK)
-			return send_failed(ctx, seq, rc);
-	}
+	uint8_t *buf = msg_buf(size);
+	for (uint64_t seq = 1; seq <= n; seq++)
+		send_one(ctx, to, buf, size, seq, seq < n ? SNIPE_MORE : 0);
 	wait_file(go);
-	int rc = snipe_flush(ctx, FLUSH_MS);
-	tp_say("sent %" PRIu64 " flush %d", n, rc);
-	free(buf);
-	snipe_close(ctx);
-	return rc == SNIPE_OK ? 0 : 4;
+	return sent(ctx, n, buf);
 }
 
 static int do_recv(const char *want_from, uint64_t n, const char *go)
@@ -316,19 +326,11 @@ static int do_recv(const char *want_from, uint64_t n, const char *go)
 	if (go != NULL)
 		wait_file(go);
 	struct tally t = {0};
+	struct msg m;
 	uint64_t idle_since = mono_ms();
-	while (t.last < n) {
-		const char *from = NULL;
-		uint32_t tag = 0;
-		void *buf = NULL;
-		size_t len = 0;
-		int rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
-		if (rc == SNIPE_ETIMEDOUT)
-			break;
-		if (rc != SNIPE_OK)
-			return fail("recv", rc, snipe_error(ctx));
-		count(&t, want_from, from, tag, buf, len);
-		free(buf);
+	while (t.last < n && next_msg(ctx, &idle_since, &m)) {
+		count(&t, want_from, &m);
+		free(m.buf);
 	}
 	tp_say("%s %" PRIu64 " in-order %" PRIu64 " dups %" PRIu64 " gaps %" PRIu64 " bad %" PRIu64,
 	       t.last < n ? "stalled" : "received", t.received, t.in_order, t.dups, t.gaps, t.bad);
@@ -342,16 +344,13 @@ static int do_ask(const char *to, uint64_t rounds, uint64_t wait_ms)
 	uint8_t buf[SMALL_SIZE];
 	uint64_t replies = 0, slowest = 0;
 	for (uint64_t r = 1; r <= rounds; r++) {
-		fill(buf, sizeof(buf), r);
-		int rc = snipe_send(ctx, to, TAG, buf, sizeof(buf), SNIPE_MORE);
-		if (rc != SNIPE_OK)
-			return send_failed(ctx, r, rc);
+		send_one(ctx, to, buf, sizeof(buf), r, SNIPE_MORE);
 		const char *from = NULL;
 		uint32_t tag = 0;
 		void *data = NULL;
 		size_t len = 0;
 		uint64_t t0 = mono_ms();
-		rc = snipe_recv(ctx, &from, &tag, &data, &len, (int)wait_ms);
+		int rc = snipe_recv(ctx, &from, &tag, &data, &len, (int)wait_ms);
 		uint64_t ms = mono_ms() - t0;
 		if (rc != SNIPE_OK) {
 			tp_say("no reply to %" PRIu64 " after %" PRIu64 " ms: %s", r, ms,
@@ -377,19 +376,11 @@ static int do_echo(uint64_t n)
 {
 	snipe_ctx *ctx = join(NULL);
 	tp_say("ready");
+	struct msg m;
 	uint64_t echoed = 0, idle_since = mono_ms();
-	while (echoed < n) {
-		const char *from = NULL;
-		uint32_t tag = 0;
-		void *buf = NULL;
-		size_t len = 0;
-		int rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
-		if (rc == SNIPE_ETIMEDOUT)
-			break;
-		if (rc != SNIPE_OK)
-			return fail("recv", rc, snipe_error(ctx));
-		rc = snipe_send(ctx, from, tag, buf, len, 0);
-		free(buf);
+	while (echoed < n && next_msg(ctx, &idle_since, &m)) {
+		int rc = snipe_send(ctx, m.from, m.tag, m.buf, m.len, 0);
+		free(m.buf);
 		if (rc != SNIPE_OK)
 			return send_failed(ctx, echoed + 1, rc);
 		echoed++;
@@ -441,19 +432,11 @@ static int do_ckrecv(const char *want_from, uint64_t n, uint64_t every)
 	uint64_t restored = t.last;
 	snipe_ctx *ctx = join(ck);
 	tp_say("start on %s restored-from %" PRIu64, host, restored);
+	struct msg m;
 	uint64_t idle_since = mono_ms();
-	while (t.last < n) {
-		const char *from = NULL;
-		uint32_t tag = 0;
-		void *buf = NULL;
-		size_t len = 0;
-		rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
-		if (rc == SNIPE_ETIMEDOUT)
-			break;
-		if (rc != SNIPE_OK)
-			return fail("recv", rc, snipe_error(ctx));
-		bool next = count(&t, want_from, from, tag, buf, len);
-		free(buf);
+	while (t.last < n && next_msg(ctx, &idle_since, &m)) {
+		bool next = count(&t, want_from, &m);
+		free(m.buf);
 		if (next && t.last % every == 0) {
 			if (state_save(ck, &t) != SNIPE_OK)
 				return 4;
@@ -475,21 +458,13 @@ static int do_crashrecv(const char *want_from, uint64_t n, uint64_t crash_at)
 	snipe_ctx *ctx = join(NULL);
 	tp_say("start life %d", life);
 	struct tally t = {0};
+	struct msg m;
 	uint64_t first = 0, idle_since = mono_ms();
-	while (t.last < n) {
-		const char *from = NULL;
-		uint32_t tag = 0;
-		void *buf = NULL;
-		size_t len = 0;
-		int rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
-		if (rc == SNIPE_ETIMEDOUT)
-			break;
-		if (rc != SNIPE_OK)
-			return fail("recv", rc, snipe_error(ctx));
-		if (first == 0 && (first = seq_of(buf, len)) > 0)
+	while (t.last < n && next_msg(ctx, &idle_since, &m)) {
+		if (first == 0 && (first = seq_of(m.buf, m.len)) > 0)
 			t.last = first - 1; /* in order from the first message this life got */
-		bool next = count(&t, want_from, from, tag, buf, len);
-		free(buf);
+		bool next = count(&t, want_from, &m);
+		free(m.buf);
 		if (life == 1 && next && t.last == crash_at)
 			crash(crash_at);
 	}
@@ -532,10 +507,7 @@ static int do_cksend(const char *to, uint64_t n, uint64_t every, uint64_t crash_
 	tp_say("start restored-from %" PRIu64, next - 1);
 	uint8_t buf[SMALL_SIZE];
 	for (uint64_t seq = next; seq <= n; seq++) {
-		fill(buf, sizeof(buf), seq);
-		rc = snipe_send(ctx, to, TAG, buf, sizeof(buf), 0);
-		if (rc != SNIPE_OK)
-			return send_failed(ctx, seq, rc);
+		send_one(ctx, to, buf, sizeof(buf), seq, 0);
 		if (seq % every == 0) {
 			int k = snprintf(text, sizeof(text), "%" PRIu64, seq + 1);
 			rc = snipe_ckpt_save(ck, text, (size_t)k, err, sizeof(err));
@@ -546,11 +518,9 @@ static int do_cksend(const char *to, uint64_t n, uint64_t every, uint64_t crash_
 		if (!again && seq == crash_at)
 			crash(seq);
 	}
-	rc = snipe_flush(ctx, FLUSH_MS);
-	tp_say("sent %" PRIu64 " flush %d", n, rc);
-	snipe_close(ctx);
+	rc = sent(ctx, n, NULL);
 	snipe_ckpt_close(ck);
-	return rc == SNIPE_OK ? 0 : 4;
+	return rc;
 }
 
 static int do_unknown(const char *to)
