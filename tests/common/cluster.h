@@ -79,19 +79,6 @@ static inline tc_cluster *tc_cluster_start_opts(int replicas, const tc_cluster_o
 {
 	return tc_cluster_launch_opts(RCDSD_PATH, replicas, o);
 }
-/* ------------------------------------------------------- process records */
-
-/* urn's record into out; aborts the test if the catalog cannot give it. */
-void tc_proc_get(rcds_client *cl, const char *urn, snipe_proc_info *out);
-/* Waits at most timeout_ms until urn has ended; its last record into out. Aborts (after
- * dumping the logs) otherwise. */
-void tc_wait_ended(tc_cluster *c, rcds_client *cl, const char *urn, int timeout_ms,
-                   snipe_proc_info *out);
-/* Waits at most timeout_ms until urn runs on host at epoch; its record into out. Aborts
- * (after dumping the logs) otherwise. */
-void tc_wait_running_on(tc_cluster *c, rcds_client *cl, const char *urn, const char *host,
-                        uint64_t epoch, int timeout_ms, snipe_proc_info *out);
-
 #endif
 /*
  * SIGTERM (and SIGCONT, should one be stopped) to every running agent, then to every
@@ -219,19 +206,6 @@ static inline int tc_agent_start_opts(tc_cluster *c, const char *name, const tc_
 {
 	return tc_agent_launch(c, AGENTD_PATH, name, o);
 }
-/* ------------------------------------------------------- process records */
-
-/* urn's record into out; aborts the test if the catalog cannot give it. */
-void tc_proc_get(rcds_client *cl, const char *urn, snipe_proc_info *out);
-/* Waits at most timeout_ms until urn has ended; its last record into out. Aborts (after
- * dumping the logs) otherwise. */
-void tc_wait_ended(tc_cluster *c, rcds_client *cl, const char *urn, int timeout_ms,
-                   snipe_proc_info *out);
-/* Waits at most timeout_ms until urn runs on host at epoch; its record into out. Aborts
- * (after dumping the logs) otherwise. */
-void tc_wait_running_on(tc_cluster *c, rcds_client *cl, const char *urn, const char *host,
-                        uint64_t epoch, int timeout_ms, snipe_proc_info *out);
-
 #endif
 
 /* Agent i's endpoint (its --listen, tcp://ADDRESS:PORT); valid until stop. */
