@@ -281,49 +281,54 @@ static int raw_pair(const char *server, char *const sargs[], const char *client,
 	return rc;
 }
 
+/* One end of a raw run: its name (MODE-K), result file (DIR/NAME.out) and where to look
+ * when that says nothing (its log, DIR/NAME.log). */
+struct raw_end {
+	char name[32], out[512], why[600];
+};
+
+static void raw_end_init(struct raw_end *e, const char *mode, int k)
+{
+	snprintf(e->name, sizeof(e->name), "%s-%d", mode, k);
+	snprintf(e->out, sizeof(e->out), "%s/%s.out", dir, e->name);
+	snprintf(e->why, sizeof(e->why), "see %s/%s.log", dir, e->name);
+}
+
 /* nanomsg PAIR over tcp loopback: 64-byte round trips (run k). */
 static int raw_rtt(int k, struct rtt *r, char *err, size_t errlen)
 {
-	char ep[64], eout[512], pout[512], warm[16], n[16], size[16], ename[32], pname[32];
-	char ewhy[600], pwhy[600];
+	char ep[64], warm[16], n[16], size[16];
+	struct raw_end echo, ping;
 	snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", free_port());
-	snprintf(ename, sizeof(ename), "raw-echo-%d", k);
-	snprintf(pname, sizeof(pname), "raw-ping-%d", k);
-	snprintf(eout, sizeof(eout), "%s/%s.out", dir, ename);
-	snprintf(pout, sizeof(pout), "%s/%s.out", dir, pname);
-	snprintf(ewhy, sizeof(ewhy), "see %s/%s.log", dir, ename);
-	snprintf(pwhy, sizeof(pwhy), "see %s/%s.log", dir, pname);
+	raw_end_init(&echo, "raw-echo", k);
+	raw_end_init(&ping, "raw-ping", k);
 	snprintf(warm, sizeof(warm), "%d", WARMUP);
 	snprintf(n, sizeof(n), "%d", ROUNDS);
 	snprintf(size, sizeof(size), "%d", RTT_BYTES);
-	char *const eargs[] = {"raw-echo", eout, ep, NULL};
-	char *const pargs[] = {"raw-ping", pout, ep, warm, n, size, NULL};
-	if (raw_pair(ename, eargs, pname, pargs, RTT_DEADLINE_MS, err, errlen) != 0 ||
-	    read_rtt(pout, r, pwhy, err, errlen) != 0)
+	char *const eargs[] = {"raw-echo", echo.out, ep, NULL};
+	char *const pargs[] = {"raw-ping", ping.out, ep, warm, n, size, NULL};
+	if (raw_pair(echo.name, eargs, ping.name, pargs, RTT_DEADLINE_MS, err, errlen) != 0 ||
+	    read_rtt(ping.out, r, ping.why, err, errlen) != 0)
 		return -1;
-	return read_other(eout, "echoed", &r->cpu_echo, NULL, ewhy, err, errlen);
+	return read_other(echo.out, "echoed", &r->cpu_echo, NULL, echo.why, err, errlen);
 }
 
 /* nanomsg PUSH -> PULL over tcp loopback: 1 KiB messages one way (run k). */
 static int raw_tput(int k, struct tput *t, char *err, size_t errlen)
 {
-	char ep[64], sout[512], kout[512], n[16], size[16], sname[32], kname[32];
-	char swhy[600], kwhy[600];
+	char ep[64], n[16], size[16];
+	struct raw_end source, sink;
 	snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", free_port());
-	snprintf(sname, sizeof(sname), "raw-source-%d", k);
-	snprintf(kname, sizeof(kname), "raw-sink-%d", k);
-	snprintf(sout, sizeof(sout), "%s/%s.out", dir, sname);
-	snprintf(kout, sizeof(kout), "%s/%s.out", dir, kname);
-	snprintf(swhy, sizeof(swhy), "see %s/%s.log", dir, sname);
-	snprintf(kwhy, sizeof(kwhy), "see %s/%s.log", dir, kname);
+	raw_end_init(&source, "raw-source", k);
+	raw_end_init(&sink, "raw-sink", k);
 	snprintf(n, sizeof(n), "%d", RAW_MSGS);
 	snprintf(size, sizeof(size), "%d", TPUT_BYTES);
-	char *const sargs[] = {"raw-source", sout, ep, n, size, NULL};
-	char *const kargs[] = {"raw-sink", kout, ep, n, size, NULL};
-	if (raw_pair(sname, sargs, kname, kargs, TPUT_DEADLINE_MS, err, errlen) != 0 ||
-	    read_tput(kout, t, kwhy, err, errlen) != 0)
+	char *const sargs[] = {"raw-source", source.out, ep, n, size, NULL};
+	char *const kargs[] = {"raw-sink", sink.out, ep, n, size, NULL};
+	if (raw_pair(source.name, sargs, sink.name, kargs, TPUT_DEADLINE_MS, err, errlen) != 0 ||
+	    read_tput(sink.out, t, sink.why, err, errlen) != 0)
 		return -1;
-	return read_other(sout, "sent", &t->cpu_source, &t->send_s, swhy, err, errlen);
+	return read_other(source.out, "sent", &t->cpu_source, &t->send_s, source.why, err, errlen);
 }
 
 /* n more runs of each baseline. */
@@ -442,12 +447,34 @@ static int both(int rc, char *err, size_t errlen, const char *reason)
 	return -1;
 }
 
+/*
+ * One SNIPE run: `msg_bench_prog SARGS` spawned as sname on the receiving host, then
+ * `msg_bench_prog CARGS` as cname on the sending host; waits at most ms for both to end.
+ * args[1] is each one's result file. The server's URN goes into surn before the client
+ * is spawned, so cargs may point to surn.
+ */
+static int snipe_pair(const struct bu_cluster *c, rcds_client *cl, const char *sname,
+                      const char *const *sargs, size_t sn, char *surn, const char *cname,
+                      const char *const *cargs, size_t cn, int ms, char *err, size_t errlen)
+{
+	char curn[SNIPE_URN_MAX], serr[1024];
+	double t0 = now_ms();
+	if (spawn_prog(cl, sname, RECEIVER_HOST, sargs, sn, surn, err, errlen) != 0)
+		return -1;
+	int rc = spawn_prog(cl, cname, SENDER_HOST, cargs, cn, curn, err, errlen);
+	if (rc == 0)
+		rc = wait_spawned(c, cl, curn, SENDER_HOST, cargs[1], t0, ms, err, errlen);
+	if (wait_spawned(c, cl, surn, RECEIVER_HOST, sargs[1], t0, ms, serr, sizeof(serr)) != 0)
+		rc = both(rc, err, errlen, serr);
+	return rc;
+}
+
 /* Round trips: echo on the receiving host, ping on the sending host. */
 static int snipe_rtt(const struct bu_cluster *c, rcds_client *cl, struct rtt *r, char *err,
                      size_t errlen)
 {
 	char eout[512], pout[512], count[16], warm[16], n[16], size[16];
-	char echo[SNIPE_URN_MAX], ping[SNIPE_URN_MAX], ewhy[4300], pwhy[4300];
+	char echo[SNIPE_URN_MAX], ewhy[4300], pwhy[4300];
 	snprintf(eout, sizeof(eout), "%s/echo.out", dir);
 	snprintf(pout, sizeof(pout), "%s/ping.out", dir);
 	snprintf(count, sizeof(count), "%d", WARMUP + ROUNDS);
@@ -457,18 +484,10 @@ static int snipe_rtt(const struct bu_cluster *c, rcds_client *cl, struct rtt *r,
 	err_log(c, RECEIVER_HOST, "msg-echo", ewhy, sizeof(ewhy));
 	err_log(c, SENDER_HOST, "msg-ping", pwhy, sizeof(pwhy));
 	const char *eargs[] = {"echo", eout, count};
-	double t0 = now_ms();
-	if (spawn_prog(cl, "msg-echo", RECEIVER_HOST, eargs, 3, echo, err, errlen) != 0)
-		return -1;
 	const char *pargs[] = {"ping", pout, echo, warm, n, size};
-	int rc = spawn_prog(cl, "msg-ping", SENDER_HOST, pargs, 6, ping, err, errlen);
-	if (rc == 0)
-		rc = wait_spawned(c, cl, ping, SENDER_HOST, pout, t0, RTT_DEADLINE_MS, err, errlen);
-	char eerr[1024];
-	if (wait_spawned(c, cl, echo, RECEIVER_HOST, eout, t0, RTT_DEADLINE_MS, eerr,
-	                 sizeof(eerr)) != 0)
-		rc = both(rc, err, errlen, eerr);
-	if (rc != 0 || read_rtt(pout, r, pwhy, err, errlen) != 0)
+	if (snipe_pair(c, cl, "msg-echo", eargs, 3, echo, "msg-ping", pargs, 6, RTT_DEADLINE_MS,
+	               err, errlen) != 0 ||
+	    read_rtt(pout, r, pwhy, err, errlen) != 0)
 		return -1;
 	return read_other(eout, "echoed", &r->cpu_echo, NULL, ewhy, err, errlen);
 }
@@ -499,7 +518,7 @@ static int snipe_tput(const struct bu_cluster *c, rcds_client *cl, const struct 
                       struct tput *t, char *err, size_t errlen)
 {
 	char kout[512], sout[512], n[16], size[16], kname[32], sname[48], mode[32];
-	char sink[SNIPE_URN_MAX], source[SNIPE_URN_MAX], kwhy[4300], swhy[4300];
+	char sink[SNIPE_URN_MAX], kwhy[4300], swhy[4300];
 	double a0[HOSTS], a1[HOSTS], cat0, cat1;
 	snprintf(mode, sizeof(mode), "source%s", m->suffix);
 	snprintf(kname, sizeof(kname), "msg-sink%s", m->suffix);
@@ -512,17 +531,9 @@ static int snipe_tput(const struct bu_cluster *c, rcds_client *cl, const struct 
 	err_log(c, SENDER_HOST, sname, swhy, sizeof(swhy));
 	cpu_sample(c, a0, &cat0);
 	const char *kargs[] = {"sink", kout, n, size};
-	double t0 = now_ms();
-	if (spawn_prog(cl, kname, RECEIVER_HOST, kargs, 4, sink, err, errlen) != 0)
-		return -1;
 	const char *sargs[] = {mode, sout, sink, n, size};
-	int rc = spawn_prog(cl, sname, SENDER_HOST, sargs, 5, source, err, errlen);
-	if (rc == 0)
-		rc = wait_spawned(c, cl, source, SENDER_HOST, sout, t0, TPUT_DEADLINE_MS, err, errlen);
-	char kerr[1024];
-	if (wait_spawned(c, cl, sink, RECEIVER_HOST, kout, t0, TPUT_DEADLINE_MS, kerr,
-	                 sizeof(kerr)) != 0)
-		rc = both(rc, err, errlen, kerr);
+	int rc = snipe_pair(c, cl, kname, kargs, 4, sink, sname, sargs, 5, TPUT_DEADLINE_MS, err,
+	                    errlen);
 	cpu_sample(c, a1, &cat1);
 	for (int h = 0; h < HOSTS; h++)
 		t->cpu_agent[h] = a1[h] - a0[h];

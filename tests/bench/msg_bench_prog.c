@@ -206,6 +206,19 @@ static void say_tput(uint64_t n, double first, double last, size_t size)
 	    per * (double)size / (1024.0 * 1024.0), cpu_s());
 }
 
+/* A sink's last word, once it took n messages of size bytes from first to last (rc: 0 if
+ * it did): the "tput" line, or a failure if any came out of order. Its exit code. */
+static int sink_end(int rc, const struct order *o, uint64_t n, double first, double last,
+                    size_t size)
+{
+	if (rc == 0 && o->bad > 0)
+		rc = fail(EXIT_LOST, "order", "%" PRIu64 " of %" PRIu64 " messages not in order: %s",
+		          o->bad, n, o->first);
+	if (rc == 0)
+		say_tput(n, first, last, size);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- SNIPE */
 
 static int open_ctx(snipe_ctx **ctx)
@@ -225,24 +238,34 @@ static int close_ctx(snipe_ctx *ctx)
 	return rc;
 }
 
-/* The next message, of our tag, within ms: 0, or an exit code with the reason in why. */
-static int recv_one(snipe_ctx *ctx, const char **from, void **buf, size_t *len, int ms,
-                    char *why, size_t whylen)
+/* A message received (free buf; from lives until the next snipe_recv), or why none was. */
+struct got {
+	const char *from;
+	void *buf;
+	size_t len;
+	char why[256];
+};
+
+/* Message i (0, 1, ...), of our tag, into g: 0, or an exit code with the reason in
+ * g->why. The first may take FIRST_MS to come, every later one NEXT_MS. */
+static int recv_one(snipe_ctx *ctx, uint64_t i, struct got *g)
 {
 	uint32_t tag = 0;
-	int rc = snipe_recv(ctx, from, &tag, buf, len, ms);
+	int ms = i == 0 ? FIRST_MS : NEXT_MS;
+	int rc = snipe_recv(ctx, &g->from, &tag, &g->buf, &g->len, ms);
 	if (rc == SNIPE_ETIMEDOUT) {
-		snprintf(why, whylen, "no message within %d ms", ms);
+		snprintf(g->why, sizeof(g->why), "no message within %d ms", ms);
 		return EXIT_LOST;
 	}
 	if (rc != SNIPE_OK) {
-		snprintf(why, whylen, "snipe_recv: %s: %s", snipe_errname(rc), snipe_error(ctx));
+		snprintf(g->why, sizeof(g->why), "snipe_recv: %s: %s", snipe_errname(rc),
+		         snipe_error(ctx));
 		return EXIT_CALL;
 	}
 	if (tag != TAG) {
-		free(*buf);
-		*buf = NULL;
-		snprintf(why, whylen, "a message with tag %" PRIu32 ", not %u", tag, TAG);
+		free(g->buf);
+		g->buf = NULL;
+		snprintf(g->why, sizeof(g->why), "a message with tag %" PRIu32 ", not %u", tag, TAG);
 		return EXIT_LOST;
 	}
 	return 0;
@@ -261,16 +284,13 @@ static int snipe_echo(uint64_t count)
 	snipe_ctx *ctx = NULL;
 	int rc = open_ctx(&ctx);
 	for (uint64_t i = 0; rc == 0 && i < count; i++) {
-		const char *from = NULL;
-		void *buf = NULL;
-		size_t len = 0;
-		char why[256];
-		rc = recv_one(ctx, &from, &buf, &len, i == 0 ? FIRST_MS : NEXT_MS, why, sizeof(why));
+		struct got g = {0};
+		rc = recv_one(ctx, i, &g);
 		if (rc != 0)
-			fail(rc, "echo", "message %" PRIu64 " of %" PRIu64 ": %s", i, count, why);
+			fail(rc, "echo", "message %" PRIu64 " of %" PRIu64 ": %s", i, count, g.why);
 		else
-			rc = send_one(ctx, from, buf, len, 0);
-		free(buf);
+			rc = send_one(ctx, g.from, g.buf, g.len, 0);
+		free(g.buf);
 	}
 	if (ctx == NULL)
 		return rc;
@@ -287,21 +307,19 @@ static int snipe_ping(const char *urn, uint64_t warm, uint64_t n, size_t size)
 	uint8_t *msg = payload(size);
 	int rc = us != NULL ? open_ctx(&ctx) : fail(EXIT_CALL, "calloc", "out of memory");
 	for (uint64_t i = 0; rc == 0 && i < warm + n; i++) {
-		const char *from = NULL;
-		void *buf = NULL;
-		size_t len = 0;
+		struct got g = {0};
 		put_seq(msg, i);
 		double t0 = now_us();
 		rc = send_one(ctx, urn, msg, size, 0);
-		char why[256];
-		if (rc == 0 && (rc = recv_one(ctx, &from, &buf, &len, i == 0 ? FIRST_MS : NEXT_MS, why,
-		                              sizeof(why))) != 0)
-			fail(rc, "ping", "round trip %" PRIu64 ": %s", i, why);
+		if (rc == 0 && (rc = recv_one(ctx, i, &g)) != 0)
+			fail(rc, "ping", "round trip %" PRIu64 ": %s", i, g.why);
 		double t1 = now_us();
-		if (rc == 0 && (strcmp(from, urn) != 0 || len != size || memcmp(buf, msg, size) != 0))
+		if (rc == 0 &&
+		    (strcmp(g.from, urn) != 0 || g.len != size || memcmp(g.buf, msg, size) != 0))
 			rc = fail(EXIT_LOST, "reply", "round trip %" PRIu64 ": a reply of %zu bytes from %s "
-			          "is not the message sent (%zu bytes to %s)", i, len, from, size, urn);
-		free(buf);
+			          "is not the message sent (%zu bytes to %s)", i, g.len, g.from, size,
+			          urn);
+		free(g.buf);
 		if (i >= warm)
 			us[i - warm] = t1 - t0;
 	}
@@ -321,37 +339,30 @@ static int snipe_sink(uint64_t n, size_t size)
 	double first = 0, last = 0;
 	int rc = open_ctx(&ctx);
 	for (uint64_t i = 0; rc == 0 && i < n; i++) {
-		const char *from = NULL;
-		void *buf = NULL;
-		size_t len = 0;
-		char why[256];
-		rc = recv_one(ctx, &from, &buf, &len, i == 0 ? FIRST_MS : NEXT_MS, why, sizeof(why));
+		struct got g = {0};
+		rc = recv_one(ctx, i, &g);
 		last = now_us();
 		if (rc == 0 && i == 0) {
 			first = last;
-			snprintf(sender, sizeof(sender), "%s", from);
+			snprintf(sender, sizeof(sender), "%s", g.from);
 		}
-		if (rc == 0 && strcmp(from, sender) != 0) {
-			snprintf(why, sizeof(why), "a message from %s, not %s", from, sender);
+		if (rc == 0 && strcmp(g.from, sender) != 0) {
+			snprintf(g.why, sizeof(g.why), "a message from %s, not %s", g.from, sender);
 			rc = EXIT_LOST;
 		}
 		if (rc == 0)
-			check(&o, buf, len, size);
-		free(buf);
+			check(&o, g.buf, g.len, size);
+		free(g.buf);
 		if (rc != 0)
 			fail(rc, "sink", "after %" PRIu64 " of %" PRIu64 " messages (%" PRIu64 " not in "
-			     "order%s%s): %s", i, n, o.bad, o.bad ? ", the first: " : "", o.first, why);
+			     "order%s%s): %s", i, n, o.bad, o.bad ? ", the first: " : "", o.first,
+			     g.why);
 	}
 	if (ctx == NULL)
 		return rc;
 	/* no flush: the sink sent nothing; its acknowledgements go with close */
 	snipe_close(ctx);
-	if (rc == 0 && o.bad > 0)
-		rc = fail(EXIT_LOST, "order", "%" PRIu64 " of %" PRIu64 " messages not in order: %s",
-		          o.bad, n, o.first);
-	if (rc == 0)
-		say_tput(n, first, last, size);
-	return rc;
+	return sink_end(rc, &o, n, first, last, size);
 }
 
 /* flags: snipe_send's, for every message. */
@@ -493,12 +504,7 @@ static int raw_sink(const char *endpoint, uint64_t n, size_t size)
 	}
 	if (s >= 0)
 		nn_close(s);
-	if (rc == 0 && o.bad > 0)
-		rc = fail(EXIT_LOST, "order", "%" PRIu64 " of %" PRIu64 " messages not in order: %s",
-		          o.bad, n, o.first);
-	if (rc == 0)
-		say_tput(n, first, last, size);
-	return rc;
+	return sink_end(rc, &o, n, first, last, size);
 }
 
 static int raw_source(const char *endpoint, uint64_t n, size_t size)

@@ -113,33 +113,6 @@ static char *xprintf(const char *fmt, ...)
 	return p;
 }
 
-/* The whole of a file, NUL-terminated; NULL if it cannot be read. */
-static char *read_all(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return NULL;
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	while (buf != NULL) {
-		n += fread(buf + n, 1, cap - n - 1, f);
-		if (n < cap - 1)
-			break;
-		cap *= 2;
-		char *bigger = realloc(buf, cap);
-		if (bigger == NULL)
-			free(buf);
-		buf = bigger;
-	}
-	fclose(f);
-	if (buf == NULL)
-		return NULL;
-	buf[n] = '\0';
-	if (len != NULL)
-		*len = n;
-	return buf;
-}
-
 /* SIGKILL and reap, asserting nothing: for the exit handler. */
 static void kill_now(struct daemon *d)
 {
@@ -911,7 +884,7 @@ uint64_t tc_cluster_register_key(tc_cluster *c, const snipe_key *key, const char
 static void dump_tail(const char *what, const char *path, int lines)
 {
 	size_t len = 0;
-	char *text = read_all(path, &len);
+	char *text = tu_slurp(path, &len);
 	fprintf(stderr, "---- %s: last %d lines of %s\n", what, lines, path);
 	if (text == NULL)
 		return;
@@ -934,7 +907,7 @@ void tc_cluster_dump_logs(const tc_cluster *c, int lines)
 
 static bool file_contains(const char *path, const char *text)
 {
-	char *all = read_all(path, NULL);
+	char *all = tu_slurp(path, NULL);
 	bool found = all != NULL && strstr(all, text) != NULL;
 	free(all);
 	return found;
@@ -944,6 +917,26 @@ bool tc_cluster_log_contains(const tc_cluster *c, int i, const char *text)
 {
 	ck_assert(i >= 0 && i < c->n);
 	return file_contains(c->r[i].d.log, text);
+}
+
+void tc_wait_line(const tc_cluster *c, const char *path, const char *prefix, int timeout_ms,
+                  char *out, size_t len)
+{
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		char *text = tu_slurp(path, NULL);
+		bool found = tu_find_line(text, prefix, out, len);
+		if (!found && text != NULL && tu_mono_ms() >= deadline)
+			fprintf(stderr, "--- %s ---\n%s", path, text);
+		free(text);
+		if (found)
+			return;
+		if (tu_mono_ms() >= deadline)
+			break;
+		tu_sleep_ms(POLL_MS);
+	}
+	tc_cluster_dump_logs(c, LOG_TAIL_LINES);
+	ck_abort_msg("no line '%s...' in %s after %d ms", prefix, path, timeout_ms);
 }
 
 /* ------------------------------------------------------------------ agents */

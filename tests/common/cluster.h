@@ -79,19 +79,6 @@ static inline tc_cluster *tc_cluster_start_opts(int replicas, const tc_cluster_o
 {
 	return tc_cluster_launch_opts(RCDSD_PATH, replicas, o);
 }
-/* ------------------------------------------------------- process records */
-
-/* urn's record into out; aborts the test if the catalog cannot give it. */
-void tc_proc_get(rcds_client *cl, const char *urn, snipe_proc_info *out);
-/* Waits at most timeout_ms until urn has ended; its last record into out. Aborts (after
- * dumping the logs) otherwise. */
-void tc_wait_ended(tc_cluster *c, rcds_client *cl, const char *urn, int timeout_ms,
-                   snipe_proc_info *out);
-/* Waits at most timeout_ms until urn runs on host at epoch; its record into out. Aborts
- * (after dumping the logs) otherwise. */
-void tc_wait_running_on(tc_cluster *c, rcds_client *cl, const char *urn, const char *host,
-                        uint64_t epoch, int timeout_ms, snipe_proc_info *out);
-
 #endif
 /*
  * SIGTERM (and SIGCONT, should one be stopped) to every running agent, then to every
@@ -170,6 +157,12 @@ int tc_cluster_port(tc_cluster *c);
 void tc_cluster_dump_logs(const tc_cluster *c, int lines);
 /* True if replica i's log contains text. */
 bool tc_cluster_log_contains(const tc_cluster *c, int i, const char *text);
+/* Waits at most timeout_ms until the file at path (a test program's output, say) has
+ * a line starting with prefix; the first such line into out (len bytes, without its
+ * newline). Aborts the test otherwise, after printing the file and the tail of every
+ * replica's and agent's log. */
+void tc_wait_line(const tc_cluster *c, const char *path, const char *prefix, int timeout_ms,
+                  char *out, size_t len);
 
 /* ------------------------------------------------------------------- agents */
 
@@ -213,19 +206,6 @@ static inline int tc_agent_start_opts(tc_cluster *c, const char *name, const tc_
 {
 	return tc_agent_launch(c, AGENTD_PATH, name, o);
 }
-/* ------------------------------------------------------- process records */
-
-/* urn's record into out; aborts the test if the catalog cannot give it. */
-void tc_proc_get(rcds_client *cl, const char *urn, snipe_proc_info *out);
-/* Waits at most timeout_ms until urn has ended; its last record into out. Aborts (after
- * dumping the logs) otherwise. */
-void tc_wait_ended(tc_cluster *c, rcds_client *cl, const char *urn, int timeout_ms,
-                   snipe_proc_info *out);
-/* Waits at most timeout_ms until urn runs on host at epoch; its record into out. Aborts
- * (after dumping the logs) otherwise. */
-void tc_wait_running_on(tc_cluster *c, rcds_client *cl, const char *urn, const char *host,
-                        uint64_t epoch, int timeout_ms, snipe_proc_info *out);
-
 #endif
 
 /* Agent i's endpoint (its --listen, tcp://ADDRESS:PORT); valid until stop. */

@@ -69,6 +69,60 @@ void tu_write_file(const char *path, const void *data, size_t len, unsigned mode
 	close(fd);
 }
 
+char *tu_slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return NULL;
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap);
+	for (size_t got; buf != NULL && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+		n += got;
+		if (n + 1 == cap) {
+			char *grown = realloc(buf, cap *= 2);
+			if (grown == NULL)
+				free(buf);
+			buf = grown;
+		}
+	}
+	fclose(f);
+	if (buf == NULL)
+		return NULL;
+	buf[n] = '\0';
+	if (len != NULL)
+		*len = n;
+	return buf;
+}
+
+/* The first line (or the last, if last) of text starting with prefix, into out. */
+static bool find_line(const char *text, const char *prefix, bool last, char *out, size_t len)
+{
+	bool found = false;
+	size_t plen = strlen(prefix);
+	for (const char *p = text; p != NULL && *p != '\0';) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		if (n >= plen && strncmp(p, prefix, plen) == 0) {
+			snprintf(out, len, "%.*s", (int)n, p);
+			found = true;
+			if (!last)
+				return true;
+		}
+		p = nl != NULL ? nl + 1 : NULL;
+	}
+	return found;
+}
+
+bool tu_find_line(const char *text, const char *prefix, char *out, size_t len)
+{
+	return find_line(text, prefix, false, out, len);
+}
+
+bool tu_find_last_line(const char *text, const char *prefix, char *out, size_t len)
+{
+	return find_line(text, prefix, true, out, len);
+}
+
 int tu_has_number(const char *s, unsigned long n)
 {
 	const char *p = s;

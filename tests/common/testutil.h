@@ -1,12 +1,13 @@
 /*
  * testutil.h — helpers shared by the Check suites: running a suite, scratch
- * directories, writing files, asserting exact error codes, exact-size copies and
- * seeded randomness for fuzz loops. Not part of libsnipe.
+ * directories, reading and writing files, finding a line in text, asserting exact error
+ * codes, exact-size copies and seeded randomness for fuzz loops. Not part of libsnipe.
  */
 #ifndef SNIPE_TESTUTIL_H
 #define SNIPE_TESTUTIL_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,14 @@ void tu_rmtree(char *dir);
 char *tu_path(const char *dir, const char *name);
 /* Writes len bytes to path with the given mode, replacing it; aborts the test on failure. */
 void tu_write_file(const char *path, const void *data, size_t len, unsigned mode);
+/* The whole file at path, binary or text, NUL-terminated (malloc'd; free it), its length
+ * without the NUL into *len (len may be NULL); NULL if it cannot be read. */
+char *tu_slurp(const char *path, size_t *len);
+/* The first line of text (NULL: none) that starts with prefix, into out (len bytes,
+ * without its newline); false if there is none. */
+bool tu_find_line(const char *text, const char *prefix, char *out, size_t len);
+/* As tu_find_line, the last such line. */
+bool tu_find_last_line(const char *text, const char *prefix, char *out, size_t len);
 /* True if s contains n as a whole decimal number (not part of a longer run of digits),
  * as in "line 3" or "at position 18". For checking that an err buffer names a place. */
 int tu_has_number(const char *s, unsigned long n);

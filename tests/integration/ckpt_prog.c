@@ -21,19 +21,15 @@
  * Exit 0 when all went as it should, 3 if a loaded state is not what was saved, 4 if a
  * checkpoint call failed, 2 on bad usage. Not part of libsnipe.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <sodium.h>
 
 #include "snipe.h"
+#include "testprog.h"
 
 #define HEADER 16u
 #define SPOTS 5u
@@ -71,62 +67,19 @@ static void hash_hex(const void *buf, size_t len, char out[65])
 
 /* ----------------------------------------------------------------- output */
 
-static const char *out_path;
-static int out_fd = -1;
-
-/* One line appended to OUT with a single write, so lines never interleave. */
-static void say(const char *fmt, ...)
-{
-	char line[1024];
-	int n = snprintf(line, sizeof(line), "e%s ", getenv("SNIPE_EPOCH") ? getenv("SNIPE_EPOCH")
-	                                                                    : "0");
-	va_list ap;
-	va_start(ap, fmt);
-	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
-	if (n > (int)sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
-	line[n++] = '\n';
-	if (out_fd < 0)
-		out_fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (out_fd < 0 || write(out_fd, line, (size_t)n) != n)
-		fprintf(stderr, "ckpt_prog: cannot write %s: %s\n", out_path, strerror(errno));
-	fputs(line, stdout);
-	fflush(stdout);
-}
-
 static void say_stats(const char *what, const snipe_ckpt *c)
 {
 	snipe_ckpt_stats s;
 	snipe_ckpt_get_stats(c, &s);
-	say("%s seq=%" PRIu64 " bytes=%" PRIu64 " sent_bytes=%" PRIu64 " sent_blocks=%" PRIu64
-	    " blocks=%" PRIu64, what, s.seq, s.bytes, s.sent_bytes, s.sent_blocks, s.blocks);
+	tp_say("%s seq=%" PRIu64 " bytes=%" PRIu64 " sent_bytes=%" PRIu64 " sent_blocks=%" PRIu64
+	       " blocks=%" PRIu64, what, s.seq, s.bytes, s.sent_bytes, s.sent_blocks, s.blocks);
 }
 
 static int fail(int code, const char *what, const char *err)
 {
-	say("error %s: %s", what, err);
+	tp_say("error %s: %s", what, err);
 	fprintf(stderr, "ckpt_prog: %s: %s\n", what, err);
 	return code;
-}
-
-static uint64_t number(const char *s)
-{
-	char *end = NULL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0') {
-		fprintf(stderr, "ckpt_prog: '%s' is not a number\n", s);
-		exit(2);
-	}
-	return v;
-}
-
-static void sleep_ms(uint64_t ms)
-{
-	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
 }
 
 /* Loads the latest checkpoint through a fresh handle and says whether it is want. */
@@ -147,7 +100,7 @@ static int load_and_compare(const uint8_t *want, size_t len)
 	snipe_ckpt_get_stats(c, &s);
 	bool equal = got_len == len && memcmp(got, want, len) == 0;
 	hash_hex(got, got_len, hash);
-	say("loaded seq=%" PRIu64 " len=%zu hash=%s equal=%d", s.seq, got_len, hash, equal);
+	tp_say("loaded seq=%" PRIu64 " len=%zu hash=%s equal=%d", s.seq, got_len, hash, equal);
 	free(got);
 	snipe_ckpt_close(c);
 	return equal ? 0 : 3;
@@ -169,7 +122,7 @@ static int roundtrip(size_t size, uint64_t seed)
 	if (snipe_ckpt_save(c, buf, size, err, sizeof(err)) != SNIPE_OK)
 		return fail(4, "save", err);
 	say_stats("saved", c);
-	say("hash=%s", hash);
+	tp_say("hash=%s", hash);
 	snipe_ckpt_close(c);
 	int rc = load_and_compare(buf, size);
 	free(buf);
@@ -232,7 +185,7 @@ static int steps(size_t size, uint64_t seed, size_t change, uint64_t last, uint6
 		return fail(4, "open", err);
 	int rc = snipe_ckpt_load(c, &got, &len, err, sizeof(err));
 	if (rc == SNIPE_ENOTFOUND) {
-		say("fresh start on %s", getenv("SNIPE_HOST"));
+		tp_say("fresh start on %s", getenv("SNIPE_HOST"));
 	} else if (rc != SNIPE_OK) {
 		return fail(4, "load", err);
 	} else {
@@ -242,8 +195,8 @@ static int steps(size_t size, uint64_t seed, size_t change, uint64_t last, uint6
 			memcpy(&step, got, sizeof(step));
 		fill(want, size, seed, step, change);
 		bool ok = len == size && memcmp(got, want, size) == 0;
-		say("resumed at step %" PRIu64 " seq %" PRIu64 " on %s %s", step, s.seq,
-		    getenv("SNIPE_HOST"), ok ? "ok" : "BAD");
+		tp_say("resumed at step %" PRIu64 " seq %" PRIu64 " on %s %s", step, s.seq,
+		       getenv("SNIPE_HOST"), ok ? "ok" : "BAD");
 		free(got);
 		if (!ok)
 			return 3;
@@ -251,16 +204,16 @@ static int steps(size_t size, uint64_t seed, size_t change, uint64_t last, uint6
 	while (step < last) {
 		step++;
 		fill(buf, size, seed, step, change);
-		say("saving step %" PRIu64, step);
+		tp_say("saving step %" PRIu64, step);
 		if (snipe_ckpt_save(c, buf, size, err, sizeof(err)) != SNIPE_OK)
 			return fail(4, "save", err);
 		snipe_ckpt_stats s;
 		snipe_ckpt_get_stats(c, &s);
-		say("saved step %" PRIu64 " seq=%" PRIu64 " sent_bytes=%" PRIu64, step, s.seq,
-		    s.sent_bytes);
-		sleep_ms(pause_ms);
+		tp_say("saved step %" PRIu64 " seq=%" PRIu64 " sent_bytes=%" PRIu64, step, s.seq,
+		       s.sent_bytes);
+		tp_sleep_ms(pause_ms);
 	}
-	say("done at step %" PRIu64, step);
+	tp_say("done at step %" PRIu64, step);
 	snipe_ckpt_close(c);
 	free(buf);
 	free(want);
@@ -272,9 +225,9 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (sodium_init() < 0 || argc < 5)
 		goto usage;
-	out_path = argv[2];
-	size_t size = number(argv[3]);
-	uint64_t seed = number(argv[4]);
+	tp_init("ckpt_prog", argv[2]);
+	size_t size = tp_number(argv[3]);
+	uint64_t seed = tp_number(argv[4]);
 	if (size < HEADER)
 		goto usage;
 	if (strcmp(argv[1], "roundtrip") == 0 && argc == 5)
@@ -282,7 +235,8 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "incremental") == 0 && argc == 5 && size >= 1000)
 		return incremental(size, seed);
 	if (strcmp(argv[1], "steps") == 0 && argc == 8)
-		return steps(size, seed, number(argv[5]), number(argv[6]), number(argv[7]));
+		return steps(size, seed, tp_number(argv[5]), tp_number(argv[6]),
+		             tp_number(argv[7]));
 usage:
 	fprintf(stderr, "usage: ckpt_prog roundtrip|incremental OUT SIZE SEED\n"
 	                "       ckpt_prog steps OUT SIZE SEED CHANGE STEPS PAUSE_MS\n");

@@ -59,10 +59,8 @@
  * something wrong, or on a crash on purpose), 4 if a call failed, 2 on bad usage. Not
  * part of libsnipe.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +70,7 @@
 #include <sodium.h>
 
 #include "snipe.h"
+#include "testprog.h"
 
 #define TAG 7u
 #define SEQ_BYTES 8u
@@ -83,55 +82,13 @@
 
 /* ----------------------------------------------------------------- output */
 
-static const char *out_path;
-static int out_fd = -1;
-
-/* One line appended to OUT with a single write, so lines never interleave. */
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-	char line[1024];
-	const char *epoch = getenv("SNIPE_EPOCH");
-	int n = snprintf(line, sizeof(line), "e%s ", epoch != NULL ? epoch : "0");
-	va_list ap;
-	va_start(ap, fmt);
-	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
-	if (n > (int)sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
-	line[n++] = '\n';
-	if (out_fd < 0)
-		out_fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (out_fd < 0 || write(out_fd, line, (size_t)n) != n)
-		fprintf(stderr, "msg_prog: cannot write %s: %s\n", out_path, strerror(errno));
-	fputs(line, stdout);
-	fflush(stdout);
-}
+static const char *out_path; /* OUT: the crash marker is OUT.crashed */
 
 static int fail(const char *what, int code, const char *err)
 {
-	say("error %s: %s (%s)", what, snipe_errname(code), err);
+	tp_say("error %s: %s (%s)", what, snipe_errname(code), err);
 	fprintf(stderr, "msg_prog: %s: %s (%s)\n", what, snipe_errname(code), err);
 	return 4;
-}
-
-static uint64_t number(const char *s)
-{
-	char *end = NULL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0') {
-		fprintf(stderr, "msg_prog: '%s' is not a number\n", s);
-		exit(2);
-	}
-	return v;
-}
-
-static void sleep_ms(uint64_t ms)
-{
-	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
 }
 
 static uint64_t mono_ms(void)
@@ -181,7 +138,7 @@ static void crash(uint64_t seq)
 	if (fd >= 0)
 		close(fd);
 	free(path);
-	say("crash after %" PRIu64, seq);
+	tp_say("crash after %" PRIu64, seq);
 	_exit(1);
 }
 
@@ -216,13 +173,20 @@ struct tally {
 	uint64_t received, in_order, dups, gaps, bad;
 };
 
+/* A message taken: its sender, tag and bytes (free buf). */
+struct msg {
+	const char *from;
+	uint32_t tag;
+	void *buf;
+	size_t len;
+};
+
 /* Counts one message; true if it was the next in order. */
-static bool count(struct tally *t, const char *want_from, const char *from, uint32_t tag,
-                  const uint8_t *buf, size_t len)
+static bool count(struct tally *t, const char *want_from, const struct msg *m)
 {
 	t->received++;
-	uint64_t seq = seq_of(buf, len);
-	if (strcmp(from, want_from) != 0 || tag != TAG || seq == 0) {
+	uint64_t seq = seq_of(m->buf, m->len);
+	if (strcmp(m->from, want_from) != 0 || m->tag != TAG || seq == 0) {
 		t->bad++;
 		return false;
 	}
@@ -239,18 +203,20 @@ static bool count(struct tally *t, const char *want_from, const char *from, uint
 	return next;
 }
 
-/* The next message into *from.. *len, waiting while messages keep coming: SNIPE_OK,
- * SNIPE_ETIMEDOUT once none came for IDLE_MS (since *idle_since), or snipe_recv's
- * failure. */
-static int next_msg(snipe_ctx *ctx, uint64_t *idle_since, const char **from, uint32_t *tag,
-                    void **buf, size_t *len)
+/* The next message into m, waiting while messages keep coming: true, or false once none
+ * came for IDLE_MS (since *idle_since). Exits 4 if snipe_recv fails. */
+static bool next_msg(snipe_ctx *ctx, uint64_t *idle_since, struct msg *m)
 {
 	for (;;) {
-		int rc = snipe_recv(ctx, from, tag, buf, len, 1000);
-		if (rc == SNIPE_OK)
+		int rc = snipe_recv(ctx, &m->from, &m->tag, &m->buf, &m->len, 1000);
+		if (rc == SNIPE_OK) {
 			*idle_since = mono_ms();
-		if (rc != SNIPE_ETIMEDOUT || mono_ms() - *idle_since >= IDLE_MS)
-			return rc;
+			return true;
+		}
+		if (rc != SNIPE_ETIMEDOUT)
+			exit(fail("recv", rc, snipe_error(ctx)));
+		if (mono_ms() - *idle_since >= IDLE_MS)
+			return false;
 	}
 }
 
@@ -263,34 +229,53 @@ static int send_failed(snipe_ctx *ctx, uint64_t seq, int rc)
 	return fail(what, rc, snipe_error(ctx));
 }
 
-static int do_send(const char *to, uint64_t n, size_t size, uint64_t pace_every,
-                   uint64_t pace_ms)
+/* Message seq of size bytes, in buf, sent to `to` with flags; exits 4 if that fails. */
+static void send_one(snipe_ctx *ctx, const char *to, uint8_t *buf, size_t size, uint64_t seq,
+                     int flags)
 {
-	snipe_ctx *ctx = join(NULL);
+	fill(buf, size, seq);
+	int rc = snipe_send(ctx, to, TAG, buf, size, flags);
+	if (rc != SNIPE_OK)
+		exit(send_failed(ctx, seq, rc));
+}
+
+/* A message buffer of size bytes; exits 4 if there is no memory. */
+static uint8_t *msg_buf(size_t size)
+{
 	uint8_t *buf = malloc(size);
 	if (buf == NULL)
-		return fail("malloc", SNIPE_ENOMEM, "out of memory");
-	for (uint64_t seq = 1; seq <= n; seq++) {
-		fill(buf, size, seq);
-		int rc = snipe_send(ctx, to, TAG, buf, size, 0);
-		if (rc != SNIPE_OK)
-			return send_failed(ctx, seq, rc);
-		if (pace_every != 0 && seq % pace_every == 0)
-			sleep_ms(pace_ms);
-	}
+		exit(fail("malloc", SNIPE_ENOMEM, "out of memory"));
+	return buf;
+}
+
+/* A sender's end: flushes, says "sent N flush CODE", frees buf (may be NULL) and closes
+ * ctx. The exit code: 0 if the flush saw every message taken, else 4. */
+static int sent(snipe_ctx *ctx, uint64_t n, uint8_t *buf)
+{
 	int rc = snipe_flush(ctx, FLUSH_MS);
-	say("sent %" PRIu64 " flush %d", n, rc);
+	tp_say("sent %" PRIu64 " flush %d", n, rc);
 	free(buf);
 	snipe_close(ctx);
 	return rc == SNIPE_OK ? 0 : 4;
 }
 
+static int do_send(const char *to, uint64_t n, size_t size, uint64_t pace_every,
+                   uint64_t pace_ms)
+{
+	snipe_ctx *ctx = join(NULL);
+	uint8_t *buf = msg_buf(size);
+	for (uint64_t seq = 1; seq <= n; seq++) {
+		send_one(ctx, to, buf, size, seq, 0);
+		if (pace_every != 0 && seq % pace_every == 0)
+			tp_sleep_ms(pace_ms);
+	}
+	return sent(ctx, n, buf);
+}
+
 static int do_burst(const char *to, uint64_t n, size_t size)
 {
 	snipe_ctx *ctx = join(NULL);
-	uint8_t *buf = malloc(size);
-	if (buf == NULL)
-		return fail("malloc", SNIPE_ENOMEM, "out of memory");
+	uint8_t *buf = msg_buf(size);
 	uint64_t seq = 1;
 	bool waited = false; /* EAGAIN once already: waited for the agent to take some */
 	while (seq <= n) {
@@ -312,69 +297,43 @@ static int do_burst(const char *to, uint64_t n, size_t size)
 			return fail("flush", rc, snipe_error(ctx));
 		waited = true;
 	}
-	say("accepted %" PRIu64, seq - 1);
-	for (; seq <= n; seq++) {
-		fill(buf, size, seq);
-		int rc = snipe_send(ctx, to, TAG, buf, size, 0);
-		if (rc != SNIPE_OK)
-			return send_failed(ctx, seq, rc);
-	}
-	int rc = snipe_flush(ctx, FLUSH_MS);
-	say("sent %" PRIu64 " flush %d", n, rc);
-	free(buf);
-	snipe_close(ctx);
-	return rc == SNIPE_OK ? 0 : 4;
+	tp_say("accepted %" PRIu64, seq - 1);
+	for (; seq <= n; seq++)
+		send_one(ctx, to, buf, size, seq, 0);
+	return sent(ctx, n, buf);
 }
 
 static void wait_file(const char *path)
 {
 	while (access(path, F_OK) != 0)
-		sleep_ms(GO_POLL_MS);
+		tp_sleep_ms(GO_POLL_MS);
 }
 
 static int do_more(const char *to, uint64_t n, size_t size, const char *go)
 {
 	snipe_ctx *ctx = join(NULL);
-	uint8_t *buf = malloc(size);
-	if (buf == NULL)
-		return fail("malloc", SNIPE_ENOMEM, "out of memory");
-	for (uint64_t seq = 1; seq <= n; seq++) {
-		fill(buf, size, seq);
-		int rc = snipe_send(ctx, to, TAG, buf, size, seq < n ? SNIPE_MORE : 0);
-		if (rc != SNIPE_OK)
-			return send_failed(ctx, seq, rc);
-	}
+	uint8_t *buf = msg_buf(size);
+	for (uint64_t seq = 1; seq <= n; seq++)
+		send_one(ctx, to, buf, size, seq, seq < n ? SNIPE_MORE : 0);
 	wait_file(go);
-	int rc = snipe_flush(ctx, FLUSH_MS);
-	say("sent %" PRIu64 " flush %d", n, rc);
-	free(buf);
-	snipe_close(ctx);
-	return rc == SNIPE_OK ? 0 : 4;
+	return sent(ctx, n, buf);
 }
 
 static int do_recv(const char *want_from, uint64_t n, const char *go)
 {
 	snipe_ctx *ctx = join(NULL);
-	say("ready");
+	tp_say("ready");
 	if (go != NULL)
 		wait_file(go);
 	struct tally t = {0};
+	struct msg m;
 	uint64_t idle_since = mono_ms();
-	while (t.last < n) {
-		const char *from = NULL;
-		uint32_t tag = 0;
-		void *buf = NULL;
-		size_t len = 0;
-		int rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
-		if (rc == SNIPE_ETIMEDOUT)
-			break;
-		if (rc != SNIPE_OK)
-			return fail("recv", rc, snipe_error(ctx));
-		count(&t, want_from, from, tag, buf, len);
-		free(buf);
+	while (t.last < n && next_msg(ctx, &idle_since, &m)) {
+		count(&t, want_from, &m);
+		free(m.buf);
 	}
-	say("%s %" PRIu64 " in-order %" PRIu64 " dups %" PRIu64 " gaps %" PRIu64 " bad %" PRIu64,
-	    t.last < n ? "stalled" : "received", t.received, t.in_order, t.dups, t.gaps, t.bad);
+	tp_say("%s %" PRIu64 " in-order %" PRIu64 " dups %" PRIu64 " gaps %" PRIu64 " bad %" PRIu64,
+	       t.last < n ? "stalled" : "received", t.received, t.in_order, t.dups, t.gaps, t.bad);
 	snipe_close(ctx);
 	return t.last < n || t.bad != 0 ? 1 : 0;
 }
@@ -385,32 +344,30 @@ static int do_ask(const char *to, uint64_t rounds, uint64_t wait_ms)
 	uint8_t buf[SMALL_SIZE];
 	uint64_t replies = 0, slowest = 0;
 	for (uint64_t r = 1; r <= rounds; r++) {
-		fill(buf, sizeof(buf), r);
-		int rc = snipe_send(ctx, to, TAG, buf, sizeof(buf), SNIPE_MORE);
-		if (rc != SNIPE_OK)
-			return send_failed(ctx, r, rc);
+		send_one(ctx, to, buf, sizeof(buf), r, SNIPE_MORE);
 		const char *from = NULL;
 		uint32_t tag = 0;
 		void *data = NULL;
 		size_t len = 0;
 		uint64_t t0 = mono_ms();
-		rc = snipe_recv(ctx, &from, &tag, &data, &len, (int)wait_ms);
+		int rc = snipe_recv(ctx, &from, &tag, &data, &len, (int)wait_ms);
 		uint64_t ms = mono_ms() - t0;
 		if (rc != SNIPE_OK) {
-			say("no reply to %" PRIu64 " after %" PRIu64 " ms: %s", r, ms, snipe_errname(rc));
+			tp_say("no reply to %" PRIu64 " after %" PRIu64 " ms: %s", r, ms,
+			       snipe_errname(rc));
 			break;
 		}
 		bool right = strcmp(from, to) == 0 && tag == TAG && seq_of(data, len) == r;
 		free(data);
 		if (!right) {
-			say("wrong reply to %" PRIu64, r);
+			tp_say("wrong reply to %" PRIu64, r);
 			break;
 		}
 		replies++;
 		slowest = ms > slowest ? ms : slowest;
 	}
-	say("slowest reply %" PRIu64 " ms", slowest);
-	say("asked %" PRIu64 " replies %" PRIu64, rounds, replies);
+	tp_say("slowest reply %" PRIu64 " ms", slowest);
+	tp_say("asked %" PRIu64 " replies %" PRIu64, rounds, replies);
 	snipe_close(ctx);
 	return replies == rounds ? 0 : 1;
 }
@@ -418,25 +375,17 @@ static int do_ask(const char *to, uint64_t rounds, uint64_t wait_ms)
 static int do_echo(uint64_t n)
 {
 	snipe_ctx *ctx = join(NULL);
-	say("ready");
+	tp_say("ready");
+	struct msg m;
 	uint64_t echoed = 0, idle_since = mono_ms();
-	while (echoed < n) {
-		const char *from = NULL;
-		uint32_t tag = 0;
-		void *buf = NULL;
-		size_t len = 0;
-		int rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
-		if (rc == SNIPE_ETIMEDOUT)
-			break;
-		if (rc != SNIPE_OK)
-			return fail("recv", rc, snipe_error(ctx));
-		rc = snipe_send(ctx, from, tag, buf, len, 0);
-		free(buf);
+	while (echoed < n && next_msg(ctx, &idle_since, &m)) {
+		int rc = snipe_send(ctx, m.from, m.tag, m.buf, m.len, 0);
+		free(m.buf);
 		if (rc != SNIPE_OK)
 			return send_failed(ctx, echoed + 1, rc);
 		echoed++;
 	}
-	say("%s %" PRIu64, echoed < n ? "stalled-after" : "echoed", echoed);
+	tp_say("%s %" PRIu64, echoed < n ? "stalled-after" : "echoed", echoed);
 	snipe_close(ctx);
 	return echoed < n ? 1 : 0;
 }
@@ -482,30 +431,22 @@ static int do_ckrecv(const char *want_from, uint64_t n, uint64_t every)
 	state_load(ck, &t);
 	uint64_t restored = t.last;
 	snipe_ctx *ctx = join(ck);
-	say("start on %s restored-from %" PRIu64, host, restored);
+	tp_say("start on %s restored-from %" PRIu64, host, restored);
+	struct msg m;
 	uint64_t idle_since = mono_ms();
-	while (t.last < n) {
-		const char *from = NULL;
-		uint32_t tag = 0;
-		void *buf = NULL;
-		size_t len = 0;
-		rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
-		if (rc == SNIPE_ETIMEDOUT)
-			break;
-		if (rc != SNIPE_OK)
-			return fail("recv", rc, snipe_error(ctx));
-		bool next = count(&t, want_from, from, tag, buf, len);
-		free(buf);
+	while (t.last < n && next_msg(ctx, &idle_since, &m)) {
+		bool next = count(&t, want_from, &m);
+		free(m.buf);
 		if (next && t.last % every == 0) {
 			if (state_save(ck, &t) != SNIPE_OK)
 				return 4;
-			say("saved %" PRIu64, t.last);
+			tp_say("saved %" PRIu64, t.last);
 		}
 	}
-	say("%s %" PRIu64 " dups %" PRIu64 " gaps %" PRIu64 " bad %" PRIu64
-	    " restored-from %" PRIu64 " on %s",
-	    t.last < n ? "stalled-at" : "received-up-to", t.last, t.dups, t.gaps, t.bad, restored,
-	    host);
+	tp_say("%s %" PRIu64 " dups %" PRIu64 " gaps %" PRIu64 " bad %" PRIu64
+	       " restored-from %" PRIu64 " on %s",
+	       t.last < n ? "stalled-at" : "received-up-to", t.last, t.dups, t.gaps, t.bad,
+	       restored, host);
 	snipe_close(ctx);
 	snipe_ckpt_close(ck);
 	return t.last < n || t.bad != 0 ? 1 : 0;
@@ -515,29 +456,21 @@ static int do_crashrecv(const char *want_from, uint64_t n, uint64_t crash_at)
 {
 	int life = crashed_before() ? 2 : 1;
 	snipe_ctx *ctx = join(NULL);
-	say("start life %d", life);
+	tp_say("start life %d", life);
 	struct tally t = {0};
+	struct msg m;
 	uint64_t first = 0, idle_since = mono_ms();
-	while (t.last < n) {
-		const char *from = NULL;
-		uint32_t tag = 0;
-		void *buf = NULL;
-		size_t len = 0;
-		int rc = next_msg(ctx, &idle_since, &from, &tag, &buf, &len);
-		if (rc == SNIPE_ETIMEDOUT)
-			break;
-		if (rc != SNIPE_OK)
-			return fail("recv", rc, snipe_error(ctx));
-		if (first == 0 && (first = seq_of(buf, len)) > 0)
+	while (t.last < n && next_msg(ctx, &idle_since, &m)) {
+		if (first == 0 && (first = seq_of(m.buf, m.len)) > 0)
 			t.last = first - 1; /* in order from the first message this life got */
-		bool next = count(&t, want_from, from, tag, buf, len);
-		free(buf);
+		bool next = count(&t, want_from, &m);
+		free(m.buf);
 		if (life == 1 && next && t.last == crash_at)
 			crash(crash_at);
 	}
-	say("life %d first %" PRIu64 " %s %" PRIu64 " dups %" PRIu64 " gaps %" PRIu64
-	    " bad %" PRIu64, life, first, t.last < n ? "stalled-at" : "received-up-to", t.last,
-	    t.dups, t.gaps, t.bad);
+	tp_say("life %d first %" PRIu64 " %s %" PRIu64 " dups %" PRIu64 " gaps %" PRIu64
+	       " bad %" PRIu64, life, first, t.last < n ? "stalled-at" : "received-up-to", t.last,
+	       t.dups, t.gaps, t.bad);
 	snipe_close(ctx);
 	return t.last < n || t.bad != 0 ? 1 : 0;
 }
@@ -571,28 +504,23 @@ static int do_cksend(const char *to, uint64_t n, uint64_t every, uint64_t crash_
 	uint64_t next = next_load(ck);
 	bool again = crashed_before();
 	snipe_ctx *ctx = join(ck);
-	say("start restored-from %" PRIu64, next - 1);
+	tp_say("start restored-from %" PRIu64, next - 1);
 	uint8_t buf[SMALL_SIZE];
 	for (uint64_t seq = next; seq <= n; seq++) {
-		fill(buf, sizeof(buf), seq);
-		rc = snipe_send(ctx, to, TAG, buf, sizeof(buf), 0);
-		if (rc != SNIPE_OK)
-			return send_failed(ctx, seq, rc);
+		send_one(ctx, to, buf, sizeof(buf), seq, 0);
 		if (seq % every == 0) {
 			int k = snprintf(text, sizeof(text), "%" PRIu64, seq + 1);
 			rc = snipe_ckpt_save(ck, text, (size_t)k, err, sizeof(err));
 			if (rc != SNIPE_OK)
 				return fail("save", rc, err);
-			say("saved %" PRIu64, seq);
+			tp_say("saved %" PRIu64, seq);
 		}
 		if (!again && seq == crash_at)
 			crash(seq);
 	}
-	rc = snipe_flush(ctx, FLUSH_MS);
-	say("sent %" PRIu64 " flush %d", n, rc);
-	snipe_close(ctx);
+	rc = sent(ctx, n, NULL);
 	snipe_ckpt_close(ck);
-	return rc == SNIPE_OK ? 0 : 4;
+	return rc;
 }
 
 static int do_unknown(const char *to)
@@ -603,7 +531,7 @@ static int do_unknown(const char *to)
 	uint64_t t0 = mono_ms();
 	int rc = snipe_send(ctx, to, TAG, buf, sizeof(buf), 0);
 	uint64_t elapsed = mono_ms() - t0;
-	say("code %d elapsed_ms %" PRIu64, rc, elapsed);
+	tp_say("code %d elapsed_ms %" PRIu64, rc, elapsed);
 	snipe_close(ctx);
 	return 0;
 }
@@ -611,7 +539,7 @@ static int do_unknown(const char *to)
 static int do_log(const char *stop)
 {
 	snipe_ctx *ctx = join(NULL);
-	say("ready");
+	tp_say("ready");
 	uint64_t n = 0;
 	while (access(stop, F_OK) != 0) {
 		const char *from = NULL;
@@ -632,10 +560,10 @@ static int do_log(const char *stop)
 			text[k] = ch >= 0x20 && ch < 0x7f ? ch : '.';
 		}
 		text[k] = '\0';
-		say("msg from=%s tag=%" PRIu32 " len=%zu data=%s", from, tag, len, text);
+		tp_say("msg from=%s tag=%" PRIu32 " len=%zu data=%s", from, tag, len, text);
 		free(buf);
 	}
-	say("end count %" PRIu64, n);
+	tp_say("end count %" PRIu64, n);
 	snipe_close(ctx);
 	return 0;
 }
@@ -646,26 +574,28 @@ int main(int argc, char **argv)
 	if (sodium_init() < 0 || argc < 3)
 		goto usage;
 	out_path = argv[2];
+	tp_init("msg_prog", out_path);
 	const char *mode = argv[1];
-	if (strcmp(mode, "send") == 0 && argc == 8 && number(argv[5]) >= SEQ_BYTES)
-		return do_send(argv[3], number(argv[4]), number(argv[5]), number(argv[6]),
-		               number(argv[7]));
-	if (strcmp(mode, "burst") == 0 && argc == 6 && number(argv[5]) >= SEQ_BYTES)
-		return do_burst(argv[3], number(argv[4]), number(argv[5]));
+	if (strcmp(mode, "send") == 0 && argc == 8 && tp_number(argv[5]) >= SEQ_BYTES)
+		return do_send(argv[3], tp_number(argv[4]), tp_number(argv[5]), tp_number(argv[6]),
+		               tp_number(argv[7]));
+	if (strcmp(mode, "burst") == 0 && argc == 6 && tp_number(argv[5]) >= SEQ_BYTES)
+		return do_burst(argv[3], tp_number(argv[4]), tp_number(argv[5]));
 	if (strcmp(mode, "recv") == 0 && (argc == 5 || argc == 6))
-		return do_recv(argv[3], number(argv[4]), argc == 6 ? argv[5] : NULL);
-	if (strcmp(mode, "ckrecv") == 0 && argc == 6 && number(argv[5]) > 0)
-		return do_ckrecv(argv[3], number(argv[4]), number(argv[5]));
-	if (strcmp(mode, "more") == 0 && argc == 7 && number(argv[5]) >= SEQ_BYTES)
-		return do_more(argv[3], number(argv[4]), number(argv[5]), argv[6]);
-	if (strcmp(mode, "ask") == 0 && argc == 6 && number(argv[5]) <= INT32_MAX)
-		return do_ask(argv[3], number(argv[4]), number(argv[5]));
+		return do_recv(argv[3], tp_number(argv[4]), argc == 6 ? argv[5] : NULL);
+	if (strcmp(mode, "ckrecv") == 0 && argc == 6 && tp_number(argv[5]) > 0)
+		return do_ckrecv(argv[3], tp_number(argv[4]), tp_number(argv[5]));
+	if (strcmp(mode, "more") == 0 && argc == 7 && tp_number(argv[5]) >= SEQ_BYTES)
+		return do_more(argv[3], tp_number(argv[4]), tp_number(argv[5]), argv[6]);
+	if (strcmp(mode, "ask") == 0 && argc == 6 && tp_number(argv[5]) <= INT32_MAX)
+		return do_ask(argv[3], tp_number(argv[4]), tp_number(argv[5]));
 	if (strcmp(mode, "echo") == 0 && argc == 4)
-		return do_echo(number(argv[3]));
+		return do_echo(tp_number(argv[3]));
 	if (strcmp(mode, "crashrecv") == 0 && argc == 6)
-		return do_crashrecv(argv[3], number(argv[4]), number(argv[5]));
-	if (strcmp(mode, "cksend") == 0 && argc == 7 && number(argv[5]) > 0)
-		return do_cksend(argv[3], number(argv[4]), number(argv[5]), number(argv[6]));
+		return do_crashrecv(argv[3], tp_number(argv[4]), tp_number(argv[5]));
+	if (strcmp(mode, "cksend") == 0 && argc == 7 && tp_number(argv[5]) > 0)
+		return do_cksend(argv[3], tp_number(argv[4]), tp_number(argv[5]),
+		                 tp_number(argv[6]));
 	if (strcmp(mode, "unknown") == 0 && argc == 4)
 		return do_unknown(argv[3]);
 	if (strcmp(mode, "log") == 0 && argc == 4)

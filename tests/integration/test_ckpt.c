@@ -85,71 +85,6 @@ static void spawn_ok(tc_cluster *c, rcds_client *cl, const snipe_spawn_opts *o,
 	ck_assert_msg(rc == SNIPE_OK, "spawn %s: %s (%s)", o->name, snipe_errname(rc), err);
 }
 
-/* The whole file (NUL-terminated, malloc'd), or NULL if it cannot be read. */
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return NULL;
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	for (size_t got; buf != NULL && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-		n += got;
-		if (n + 1 == cap) {
-			char *grown = realloc(buf, cap *= 2);
-			if (grown == NULL)
-				free(buf);
-			buf = grown;
-		}
-	}
-	fclose(f);
-	if (buf != NULL)
-		buf[n] = '\0';
-	return buf;
-}
-
-/* The line of text that starts with prefix (the last one if last, else the first), into
- * out (without its newline); false if there is none. */
-static bool find_line(const char *text, const char *prefix, bool last, char *out, size_t len)
-{
-	bool found = false;
-	size_t plen = strlen(prefix);
-	for (const char *p = text; p != NULL && *p != '\0';) {
-		const char *nl = strchr(p, '\n');
-		size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
-		if (n >= plen && strncmp(p, prefix, plen) == 0) {
-			snprintf(out, len, "%.*s", (int)n, p);
-			found = true;
-			if (!last)
-				return true;
-		}
-		p = nl != NULL ? nl + 1 : NULL;
-	}
-	return found;
-}
-
-/* Waits at most timeout_ms until the file at path has a line starting with prefix; the
- * (first such) line into out. */
-static void wait_line(tc_cluster *c, const char *path, const char *prefix, int timeout_ms,
-                      char *out, size_t len)
-{
-	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		char *text = slurp(path);
-		bool found = text != NULL && find_line(text, prefix, false, out, len);
-		if (!found && text != NULL && tu_mono_ms() >= deadline)
-			fprintf(stderr, "--- %s ---\n%s", path, text);
-		free(text);
-		if (found)
-			return;
-		if (tu_mono_ms() >= deadline)
-			break;
-		tu_sleep_ms(POLL_MS);
-	}
-	tc_cluster_dump_logs(c, LOG_LINES);
-	ck_abort_msg("no line '%s...' in %s after %d ms", prefix, path, timeout_ms);
-}
-
 /* The value of key=NUMBER in line; aborts if absent. */
 static uint64_t field(const char *line, const char *key)
 {
@@ -363,7 +298,7 @@ static char *prog_run(tc_cluster *c, rcds_client *cl, struct prog *p, const char
 	snipe_proc_info info;
 	prog_spawn(c, cl, p, name, host, SNIPE_RESTART_NEVER, NULL, &info);
 	tc_wait_ended(c, cl, info.urn, timeout_ms, &info);
-	char *text = slurp(p->out);
+	char *text = tu_slurp(p->out, NULL);
 	if (strcmp(info.state, "exited") != 0 || info.exit_code != 0) {
 		fprintf(stderr, "--- %s ---\n%s", p->out, text ? text : "(none)\n");
 		tc_cluster_dump_logs(c, LOG_LINES);
@@ -377,7 +312,7 @@ static char *prog_run(tc_cluster *c, rcds_client *cl, struct prog *p, const char
 /* The line of text starting with prefix; aborts if there is none. */
 static void line_of(const char *text, const char *prefix, char *out, size_t len)
 {
-	ck_assert_msg(find_line(text, prefix, false, out, len), "no line '%s...' in:\n%s", prefix,
+	ck_assert_msg(tu_find_line(text, prefix, out, len), "no line '%s...' in:\n%s", prefix,
 	              text);
 }
 
@@ -525,12 +460,12 @@ START_TEST(test_job_of_a_killed_host_resumes_elsewhere_from_its_last_checkpoint)
 	char line[1024], prefix[64];
 	prog_steps(&p, c, "resume", 4 * MIB, 4 * MIB, 100000, 100);
 	prog_spawn(c, cl, &p, "resume", "a", SNIPE_RESTART_ALWAYS, NULL, &info);
-	wait_line(c, p.out, "e1 saved step 3 ", FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e1 saved step 3 ", FAILOVER_MS, line, sizeof(line));
 
 	uint64_t t0 = tu_mono_ms();
 	tc_agent_kill(c, 0);
 	tc_wait_running_on(c, cl, info.urn, "b", 2, FAILOVER_MS, &moved);
-	wait_line(c, p.out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
 	fprintf(stderr, "resume: '%s' %" PRIu64 " ms after kill -9\n", line, tu_mono_ms() - t0);
 	uint64_t step = 0, seq = 0;
 	char host[16], verdict[8];
@@ -542,13 +477,13 @@ START_TEST(test_job_of_a_killed_host_resumes_elsewhere_from_its_last_checkpoint)
 	ck_assert_uint_eq(seq, step); /* one checkpoint per step, none failed */
 	assert_last_of_epoch_1(cl, "resume", seq);
 	/* the first instance never got past it */
-	char *text = slurp(p.out);
+	char *text = tu_slurp(p.out, NULL);
 	snprintf(prefix, sizeof(prefix), "e1 saved step %" PRIu64 " ", step + 1);
-	ck_assert_msg(!find_line(text, prefix, false, line, sizeof(line)), "%s", text);
+	ck_assert_msg(!tu_find_line(text, prefix, line, sizeof(line)), "%s", text);
 	free(text);
 	snprintf(prefix, sizeof(prefix), "e2 saved step %" PRIu64 " seq=%" PRIu64 " ", step + 1,
 	         seq + 1);
-	wait_line(c, p.out, prefix, FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, prefix, FAILOVER_MS, line, sizeof(line));
 	ck_assert_uint_eq(moved.restarts, 1);
 	rcds_client_close(cl);
 	stop_cluster(c);
@@ -567,9 +502,9 @@ START_TEST(test_host_killed_mid_checkpoint_leaves_the_previous_one_valid)
 	char line[1024];
 	prog_steps(&p, c, "torn", 48 * MIB, 48 * MIB, 100000, 0);
 	prog_spawn(c, cl, &p, "torn", "a", SNIPE_RESTART_ALWAYS, NULL, &info);
-	wait_line(c, p.out, "e1 saved step 2 ", BIG_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e1 saved step 2 ", BIG_MS, line, sizeof(line));
 	size_t before = count_blocks(c, "b");
-	wait_line(c, p.out, "e1 saving step 3", BIG_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e1 saving step 3", BIG_MS, line, sizeof(line));
 	/* step 3's blocks arriving on b: a holds them all and is replicating */
 	uint64_t deadline = tu_mono_ms() + BIG_MS;
 	while (count_blocks(c, "b") < before + 50) {
@@ -581,15 +516,15 @@ START_TEST(test_host_killed_mid_checkpoint_leaves_the_previous_one_valid)
 	fprintf(stderr, "torn: host killed with %zu blocks of step 3 on b\n", partial);
 
 	tc_wait_running_on(c, cl, info.urn, "b", 2, FAILOVER_MS, &moved);
-	wait_line(c, p.out, "e2 resumed at step ", BIG_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e2 resumed at step ", BIG_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e2 resumed at step 2 seq 2 on b ok");
-	char *text = slurp(p.out);
-	ck_assert_msg(!find_line(text, "e1 saved step 3 ", false, line, sizeof(line)), "%s", text);
-	ck_assert(find_line(text, "e1 ", true, line, sizeof(line)));
+	char *text = tu_slurp(p.out, NULL);
+	ck_assert_msg(!tu_find_line(text, "e1 saved step 3 ", line, sizeof(line)), "%s", text);
+	ck_assert(tu_find_last_line(text, "e1 ", line, sizeof(line)));
 	ck_assert_str_eq(line, "e1 saving step 3"); /* the first instance's last word */
 	free(text);
 	assert_last_of_epoch_1(cl, "torn", 2);
-	wait_line(c, p.out, "e2 saved step 3 seq=3 ", BIG_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e2 saved step 3 seq=3 ", BIG_MS, line, sizeof(line));
 	rcds_client_close(cl);
 	stop_cluster(c);
 }
@@ -611,7 +546,7 @@ START_TEST(test_job_resumes_promptly_on_a_host_holding_no_copy)
 	char line[1024], hosts[64];
 	prog_steps(&p, c, "far", 4 * MIB, 4 * MIB, 2, 600000);
 	prog_spawn(c, cl, &p, "far", "a", SNIPE_RESTART_ON_FAILURE, "pool=x", &info);
-	wait_line(c, p.out, "e1 saved step 1 ", FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e1 saved step 1 ", FAILOVER_MS, line, sizeof(line));
 	ck_assert(attr_get(cl, "urn:snipe:ckpt:far/1", "hosts", hosts, sizeof(hosts)));
 	ck_assert_str_eq(hosts, "a,b");
 	size_t blocks = count_blocks(c, "b");
@@ -620,7 +555,7 @@ START_TEST(test_job_resumes_promptly_on_a_host_holding_no_copy)
 	uint64_t t0 = tu_mono_ms();
 	tc_agent_kill(c, 0);
 	tc_wait_running_on(c, cl, info.urn, "c", 2, FAILOVER_MS, &moved);
-	wait_line(c, p.out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
 	fprintf(stderr, "far: '%s' %" PRIu64 " ms after kill -9\n", line, tu_mono_ms() - t0);
 	ck_assert_str_eq(line, "e2 resumed at step 1 seq 1 on c ok");
 	ck_assert_uint_eq(count_blocks(c, "c"), blocks);
@@ -662,12 +597,9 @@ static char *first_block(tc_cluster *c, const char *host)
 /* The bytes of a file (malloc'd) and their number. */
 static uint8_t *read_bytes(const char *path, size_t *len)
 {
-	char *text = slurp(path); /* reads binary too; *len from stat */
-	struct stat st;
-	ck_assert_ptr_nonnull(text);
-	ck_assert_int_eq(stat(path, &st), 0);
-	*len = (size_t)st.st_size;
-	return (uint8_t *)text;
+	char *bytes = tu_slurp(path, len);
+	ck_assert_msg(bytes != NULL, "cannot read %s", path);
+	return (uint8_t *)bytes;
 }
 
 /* Flips one bit in the middle of a file, in place. */
@@ -721,14 +653,14 @@ START_TEST(test_corrupt_local_copy_is_refetched_on_restart)
 	char line[1024];
 	prog_steps(&p, c, "local", 4 * MIB, 4 * MIB, 1, 600000);
 	prog_spawn(c, cl, &p, "local", "a", SNIPE_RESTART_ON_FAILURE, NULL, &info);
-	wait_line(c, p.out, "e1 saved step 1 ", FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e1 saved step 1 ", FAILOVER_MS, line, sizeof(line));
 	char *path = first_block(c, "a");
 	size_t len = 0;
 	uint8_t *good = read_bytes(path, &len);
 	flip_byte(path);
 
 	ck_assert_int_eq(kill((pid_t)info.pid, SIGKILL), 0);
-	wait_line(c, p.out, "e1 resumed at step ", FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e1 resumed at step ", FAILOVER_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 resumed at step 1 seq 1 on a ok");
 	tc_proc_get(cl, info.urn, &again);
 	ck_assert_str_eq(again.host, "a");
@@ -762,7 +694,7 @@ START_TEST(test_corrupt_replica_is_skipped_and_repaired_on_restore)
 	char line[1024], hosts[64];
 	prog_steps(&p, c, "healed", 4 * MIB, 4 * MIB, 1, 600000);
 	prog_spawn(c, cl, &p, "healed", "a", SNIPE_RESTART_ON_FAILURE, "pool=x", &info);
-	wait_line(c, p.out, "e1 saved step 1 ", FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e1 saved step 1 ", FAILOVER_MS, line, sizeof(line));
 	ck_assert(attr_get(cl, "urn:snipe:ckpt:healed/1", "hosts", hosts, sizeof(hosts)));
 	ck_assert_str_eq(hosts, "a,b,c");
 	size_t blocks = count_blocks(c, "b");
@@ -774,7 +706,7 @@ START_TEST(test_corrupt_replica_is_skipped_and_repaired_on_restore)
 	uint64_t t0 = tu_mono_ms();
 	tc_agent_kill(c, 0);
 	tc_wait_running_on(c, cl, info.urn, "d", 2, FAILOVER_MS, &moved);
-	wait_line(c, p.out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
 	fprintf(stderr, "healed: '%s' %" PRIu64 " ms after kill -9\n", line, tu_mono_ms() - t0);
 	ck_assert_str_eq(line, "e2 resumed at step 1 seq 1 on d ok");
 	wait_agent_log(c, 3, "urn:snipe:proc:healed checkpoint 1: repaired the copy on b",
@@ -858,9 +790,9 @@ static void move_job(tc_cluster *c, rcds_client *cl, struct prog *p, const char 
 	char line[1024];
 	prog_steps(p, c, name, 64 * 1024, 64 * 1024, 2, 3000);
 	prog_spawn(c, cl, p, name, "a", SNIPE_RESTART_ON_FAILURE, NULL, &info);
-	wait_line(c, p->out, "e1 saved step 2 ", FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p->out, "e1 saved step 2 ", FAILOVER_MS, line, sizeof(line));
 	tc_agent_kill(c, 0);
-	wait_line(c, p->out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
+	tc_wait_line(c, p->out, "e2 resumed at step ", FAILOVER_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e2 resumed at step 2 seq 2 on b ok");
 	tc_wait_ended(c, cl, info.urn, FAILOVER_MS, &info);
 	ck_assert_str_eq(info.state, "exited");
@@ -974,7 +906,7 @@ START_TEST(test_directory_job_continues_elsewhere_from_its_last_commit)
 		                         sizeof(err));
 		ck_assert_msg(rc == SNIPE_OK, "logs: %s (%s)", snipe_errname(rc), err);
 		char *text = strndup((const char *)data, len);
-		find_line(text, "starting at ", false, started, sizeof(started));
+		tu_find_line(text, "starting at ", started, sizeof(started));
 		free(text);
 		free(data);
 		ck_assert_msg(started[0] != '\0' || tu_mono_ms() < deadline, "b's log says no start");
@@ -1019,7 +951,7 @@ START_TEST(test_exit_85_checkpoints_and_restarts_in_place)
 	ck_assert_uint_eq(info.restarts, 0);
 	ck_assert_uint_eq(info.epoch, 1);
 	ck_assert_str_eq(info.host, "a");
-	char *text = slurp(runs);
+	char *text = tu_slurp(runs, NULL);
 	ck_assert_ptr_nonnull(text);
 	ck_assert_str_eq(text, "run 1\nrun 2\nrun 3\n");
 	free(text);

@@ -92,66 +92,11 @@ static tc_cluster *start_cluster(const char *const *names, size_t n, const char 
 	return c;
 }
 
-/* The whole file (NUL-terminated, malloc'd), or NULL if it cannot be read. */
-static char *slurp(const char *path)
+/* Agents a and b with flags extra (may be NULL), as start_cluster. */
+static tc_cluster *start_ab(const char *const *extra, rcds_client **cl)
 {
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return NULL;
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	for (size_t got; buf != NULL && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-		n += got;
-		if (n + 1 == cap) {
-			char *grown = realloc(buf, cap *= 2);
-			if (grown == NULL)
-				free(buf);
-			buf = grown;
-		}
-	}
-	fclose(f);
-	if (buf != NULL)
-		buf[n] = '\0';
-	return buf;
-}
-
-/* The first line of text that starts with prefix into out (without its newline); false
- * if there is none. */
-static bool find_line(const char *text, const char *prefix, char *out, size_t len)
-{
-	size_t plen = strlen(prefix);
-	for (const char *p = text; p != NULL && *p != '\0';) {
-		const char *nl = strchr(p, '\n');
-		size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
-		if (n >= plen && strncmp(p, prefix, plen) == 0) {
-			snprintf(out, len, "%.*s", (int)n, p);
-			return true;
-		}
-		p = nl != NULL ? nl + 1 : NULL;
-	}
-	return false;
-}
-
-/* Waits at most timeout_ms until the file at path has a line starting with prefix; the
- * (first such) line into out. */
-static void wait_line(tc_cluster *c, const char *path, const char *prefix, int timeout_ms,
-                      char *out, size_t len)
-{
-	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		char *text = slurp(path);
-		bool found = text != NULL && find_line(text, prefix, out, len);
-		if (!found && text != NULL && tu_mono_ms() >= deadline)
-			fprintf(stderr, "--- %s ---\n%s", path, text);
-		free(text);
-		if (found)
-			return;
-		if (tu_mono_ms() >= deadline)
-			break;
-		tu_sleep_ms(POLL_MS);
-	}
-	tc_cluster_dump_logs(c, LOG_LINES);
-	ck_abort_msg("no line '%s...' in %s after %d ms", prefix, path, timeout_ms);
+	static const char *const names[] = {"a", "b"};
+	return start_cluster(names, 2, extra, cl);
 }
 
 /* A msg_prog command line, the file it writes, and the strings it points to. */
@@ -164,10 +109,11 @@ struct prog {
 	size_t argc;
 };
 
-/* msg_prog MODE OUT args... (NULL-terminated), to run as process name; OUT is
- * DIR/name.out. */
-static void prog_make(struct prog *p, tc_cluster *c, const char *name, const char *mode,
-                      const char *const *args)
+/* msg_prog MODE OUT args... (NULL-terminated) spawned as process name on host with
+ * policy; it must start there. OUT is DIR/name.out. */
+static void prog_start(tc_cluster *c, rcds_client *cl, struct prog *p, const char *name,
+                       const char *host, snipe_restart policy, const char *mode,
+                       const char *const *args)
 {
 	memset(p, 0, sizeof(*p));
 	snprintf(p->name, sizeof(p->name), "%s", name);
@@ -182,12 +128,7 @@ static void prog_make(struct prog *p, tc_cluster *c, const char *name, const cha
 		snprintf(p->args[i], sizeof(p->args[i]), "%s", args[i]);
 		p->argv[p->argc++] = p->args[i];
 	}
-}
 
-/* Spawns p on host with policy; it must start there. */
-static void prog_spawn(tc_cluster *c, rcds_client *cl, const struct prog *p, const char *host,
-                       snipe_restart policy)
-{
 	snipe_spawn_opts o = {.name = p->name, .host = host, .restart = policy, .argv = p->argv,
 	                      .argc = p->argc};
 	snipe_proc_info info;
@@ -200,19 +141,62 @@ static void prog_spawn(tc_cluster *c, rcds_client *cl, const struct prog *p, con
 	ck_assert_str_eq(info.host, host);
 }
 
+/* Waits at most timeout_ms until p's output has a line starting with prefix; the first
+ * such line must be want. */
+static void expect_line(tc_cluster *c, const struct prog *p, const char *prefix,
+                        int timeout_ms, const char *want)
+{
+	char line[1024];
+	tc_wait_line(c, p->out, prefix, timeout_ms, line, sizeof(line));
+	ck_assert_str_eq(line, want);
+}
+
+/* A receiver's verdict (recv and ckrecv modes' last word): count messages taken, each
+ * once, in order, intact. */
+static void expect_received(tc_cluster *c, const struct prog *recv, int count)
+{
+	char want[128];
+	snprintf(want, sizeof(want), "e1 received %d in-order %d dups 0 gaps 0 bad 0", count,
+	         count);
+	expect_line(c, recv, "e1 received ", STREAM_MS, want);
+}
+
 /* Waits until p has ended, which must be exit 0; its last record into out. */
 static void prog_wait_ok(tc_cluster *c, rcds_client *cl, const struct prog *p, int timeout_ms,
                          snipe_proc_info *out)
 {
 	tc_wait_ended(c, cl, p->urn, timeout_ms, out);
 	if (strcmp(out->state, "exited") != 0 || out->exit_code != 0) {
-		char *text = slurp(p->out);
+		char *text = tu_slurp(p->out, NULL);
 		fprintf(stderr, "--- %s ---\n%s", p->out, text != NULL ? text : "(none)\n");
 		free(text);
 		tc_cluster_dump_logs(c, LOG_LINES);
 	}
 	ck_assert_str_eq(out->state, "exited");
 	ck_assert_int_eq(out->exit_code, 0);
+}
+
+/* Waits until p has ended with exit 0 after exactly one restart, its last run on host at
+ * epoch. */
+static void prog_wait_restarted(tc_cluster *c, rcds_client *cl, const struct prog *p,
+                                const char *host, uint64_t epoch)
+{
+	snipe_proc_info info;
+	prog_wait_ok(c, cl, p, WAIT_MS, &info);
+	ck_assert_str_eq(info.host, host);
+	ck_assert_uint_eq(info.epoch, epoch);
+	ck_assert_uint_eq(info.restarts, 1);
+}
+
+/* A sender's end (send, burst and more modes): exit 0, its last word "e1 sent COUNT
+ * flush 0", its flush having seen every message taken. */
+static void expect_sent(tc_cluster *c, rcds_client *cl, const struct prog *send, int count)
+{
+	snipe_proc_info info;
+	char want[64];
+	prog_wait_ok(c, cl, send, WAIT_MS, &info);
+	snprintf(want, sizeof(want), "e1 sent %d flush 0", count);
+	expect_line(c, send, "e1 sent ", WAIT_MS, want);
 }
 
 /* The highest N of the lines "<prefix>N" in text (0 if none). */
@@ -266,28 +250,23 @@ static void small_asan_quarantine(void)
  * sender's URN, intact; the sender's flush sees them all taken. */
 START_TEST(test_ten_thousand_messages_arrive_once_each_in_order)
 {
-	static const char *const names[] = {"a", "b"};
 	rcds_client *cl = NULL;
-	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	tc_cluster *c = start_ab(NULL, &cl);
 	struct prog recv, send;
 	snipe_proc_info info;
-	char line[1024], count[24];
+	char count[24];
 	snprintf(count, sizeof(count), "%d", COUNT);
-	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, NULL});
-	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	prog_start(c, cl, &recv, "recv", "b", SNIPE_RESTART_NEVER, "recv",
+	           (const char *const[]){SENDER_URN, count, NULL});
+	expect_line(c, &recv, "e1 ", WAIT_MS, "e1 ready");
 
 	uint64_t t0 = tu_mono_ms();
-	prog_make(&send, c, "sender", "send",
-	          (const char *const[]){recv.urn, count, "64", "0", "0", NULL});
-	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	prog_start(c, cl, &send, "sender", "a", SNIPE_RESTART_NEVER, "send",
+	           (const char *const[]){recv.urn, count, "64", "0", "0", NULL});
+	expect_received(c, &recv, COUNT);
 	fprintf(stderr, "order: %d messages a -> b in %" PRIu64 " ms\n", COUNT, tu_mono_ms() - t0);
-	ck_assert_str_eq(line, "e1 received 10000 in-order 10000 dups 0 gaps 0 bad 0");
 	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
-	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
-	ck_assert_str_eq(line, "e1 sent 10000 flush 0");
+	expect_sent(c, cl, &send, COUNT);
 	rcds_client_close(cl);
 	stop_cluster(c);
 }
@@ -299,25 +278,24 @@ END_TEST
  * blocking sends go on and all 5,000 arrive in order. */
 START_TEST(test_receiver_that_does_not_read_bounds_what_the_agents_hold)
 {
-	static const char *const names[] = {"a", "b"};
 	static const char *const buffer[] = {"--msg-buffer", SLOW_BUFFER, NULL};
 	rcds_client *cl = NULL;
 	small_asan_quarantine();
-	tc_cluster *c = start_cluster(names, 2, buffer, &cl);
+	tc_cluster *c = start_ab(buffer, &cl);
 	struct prog recv, send;
 	snipe_proc_info info;
 	char line[1024], count[24], size[24];
 	char *go = tu_path(tc_cluster_dir(c), "go");
 	snprintf(count, sizeof(count), "%d", SLOW_COUNT);
 	snprintf(size, sizeof(size), "%d", SLOW_SIZE);
-	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, go, NULL});
-	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	prog_start(c, cl, &recv, "recv", "b", SNIPE_RESTART_NEVER, "recv",
+	           (const char *const[]){SENDER_URN, count, go, NULL});
+	expect_line(c, &recv, "e1 ", WAIT_MS, "e1 ready");
 	uint64_t rss_a = rss_kib(tc_agent_pid(c, 0)), rss_b = rss_kib(tc_agent_pid(c, 1));
 
-	prog_make(&send, c, "sender", "burst", (const char *const[]){recv.urn, count, size, NULL});
-	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
-	wait_line(c, send.out, "e1 accepted ", WAIT_MS, line, sizeof(line));
+	prog_start(c, cl, &send, "sender", "a", SNIPE_RESTART_NEVER, "burst",
+	           (const char *const[]){recv.urn, count, size, NULL});
+	tc_wait_line(c, send.out, "e1 accepted ", WAIT_MS, line, sizeof(line));
 	uint64_t accepted = strtoull(line + strlen("e1 accepted "), NULL, 10);
 	fprintf(stderr, "slow: %" PRIu64 " messages of %d bytes taken before SNIPE_EAGAIN\n",
 	        accepted, SLOW_SIZE);
@@ -329,16 +307,13 @@ START_TEST(test_receiver_that_does_not_read_bounds_what_the_agents_hold)
 	        " KiB\n", rss_a, grown_a, rss_b, grown_b);
 	ck_assert_uint_lt(grown_a, rss_a + RSS_GROWTH_KIB);
 	ck_assert_uint_lt(grown_b, rss_b + RSS_GROWTH_KIB);
-	char *text = slurp(recv.out);
+	char *text = tu_slurp(recv.out, NULL);
 	ck_assert_str_eq(text, "e1 ready\n"); /* it has not read yet */
 	free(text);
 
 	tu_write_file(go, "", 0, 0600);
-	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
-	ck_assert_str_eq(line, "e1 received 5000 in-order 5000 dups 0 gaps 0 bad 0");
-	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
-	ck_assert_str_eq(line, "e1 sent 5000 flush 0");
+	expect_received(c, &recv, SLOW_COUNT);
+	expect_sent(c, cl, &send, SLOW_COUNT);
 	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 	free(go);
 	rcds_client_close(cl);
@@ -353,33 +328,28 @@ END_TEST
  * file before its flush), so that send handed over what was held back. */
 START_TEST(test_messages_sent_with_more_arrive_once_each_in_order)
 {
-	static const char *const names[] = {"a", "b"};
 	rcds_client *cl = NULL;
-	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	tc_cluster *c = start_ab(NULL, &cl);
 	struct prog recv, send;
 	snipe_proc_info info;
-	char line[1024], count[24];
+	char count[24];
 	char *go = tu_path(tc_cluster_dir(c), "go");
 	snprintf(count, sizeof(count), "%d", MORE_COUNT);
-	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, NULL});
-	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	prog_start(c, cl, &recv, "recv", "b", SNIPE_RESTART_NEVER, "recv",
+	           (const char *const[]){SENDER_URN, count, NULL});
+	expect_line(c, &recv, "e1 ", WAIT_MS, "e1 ready");
 
 	uint64_t t0 = tu_mono_ms();
-	prog_make(&send, c, "sender", "more",
-	          (const char *const[]){recv.urn, count, "64", go, NULL});
-	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	prog_start(c, cl, &send, "sender", "a", SNIPE_RESTART_NEVER, "more",
+	           (const char *const[]){recv.urn, count, "64", go, NULL});
+	expect_received(c, &recv, MORE_COUNT);
 	fprintf(stderr, "more: %d messages a -> b in %" PRIu64 " ms\n", MORE_COUNT,
 	        tu_mono_ms() - t0);
-	ck_assert_str_eq(line, "e1 received 5000 in-order 5000 dups 0 gaps 0 bad 0");
-	char *text = slurp(send.out);
+	char *text = tu_slurp(send.out, NULL);
 	ck_assert_msg(text == NULL, "%s", text); /* it has not flushed yet: no line at all */
 
 	tu_write_file(go, "", 0, 0600);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
-	ck_assert_str_eq(line, "e1 sent 5000 flush 0");
-	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
+	expect_sent(c, cl, &send, MORE_COUNT);
 	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 	free(go);
 	rcds_client_close(cl);
@@ -393,33 +363,32 @@ END_TEST
  * within REPLY_MS. */
 START_TEST(test_recv_hands_over_a_message_held_back_by_more)
 {
-	static const char *const names[] = {"a", "b"};
 	rcds_client *cl = NULL;
-	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	tc_cluster *c = start_ab(NULL, &cl);
 	struct prog echo, ask;
 	snipe_proc_info info;
 	char line[1024], rounds[24], wait[24];
 	snprintf(rounds, sizeof(rounds), "%d", ASK_ROUNDS);
 	snprintf(wait, sizeof(wait), "%d", REPLY_MS);
-	prog_make(&echo, c, "echo", "echo", (const char *const[]){rounds, NULL});
-	prog_spawn(c, cl, &echo, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, echo.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	prog_start(c, cl, &echo, "echo", "b", SNIPE_RESTART_NEVER, "echo",
+	           (const char *const[]){rounds, NULL});
+	expect_line(c, &echo, "e1 ", WAIT_MS, "e1 ready");
 
-	prog_make(&ask, c, "asker", "ask", (const char *const[]){echo.urn, rounds, wait, NULL});
-	prog_spawn(c, cl, &ask, "a", SNIPE_RESTART_NEVER);
-	wait_line(c, ask.out, "e1 asked ", WAIT_MS + ASK_ROUNDS * REPLY_MS, line, sizeof(line));
+	prog_start(c, cl, &ask, "asker", "a", SNIPE_RESTART_NEVER, "ask",
+	           (const char *const[]){echo.urn, rounds, wait, NULL});
+	tc_wait_line(c, ask.out, "e1 asked ", WAIT_MS + ASK_ROUNDS * REPLY_MS, line, sizeof(line));
 	char slowest[1024];
-	wait_line(c, ask.out, "e1 slowest reply ", WAIT_MS, slowest, sizeof(slowest));
+	tc_wait_line(c, ask.out, "e1 slowest reply ", WAIT_MS, slowest, sizeof(slowest));
 	fprintf(stderr, "more: '%s'\n", slowest);
 	if (strcmp(line, "e1 asked 3 replies 3") != 0) {
-		char *said = slurp(ask.out);
+		char *said = tu_slurp(ask.out, NULL);
 		fprintf(stderr, "--- %s ---\n%s", ask.out, said);
 		free(said);
 	}
 	ck_assert_str_eq(line, "e1 asked 3 replies 3");
 	prog_wait_ok(c, cl, &ask, WAIT_MS, &info);
 	prog_wait_ok(c, cl, &echo, WAIT_MS, &info);
-	char *text = slurp(echo.out);
+	char *text = tu_slurp(echo.out, NULL);
 	ck_assert_str_eq(text, "e1 ready\ne1 echoed 3\n");
 	free(text);
 	rcds_client_close(cl);
@@ -439,24 +408,22 @@ START_TEST(test_receiver_moved_by_a_host_kill_resumes_right_after_its_checkpoint
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_cluster(names, 3, NULL, &cl);
 	struct prog recv, send;
-	snipe_proc_info info;
 	char line[1024], count[24], every[24], prefix[64];
 	snprintf(count, sizeof(count), "%d", COUNT);
 	snprintf(every, sizeof(every), "%d", CKPT_EVERY);
-	prog_make(&recv, c, "recv", "ckrecv", (const char *const[]){SENDER_URN, count, every, NULL});
-	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_ON_FAILURE);
-	wait_line(c, recv.out, "e1 start ", WAIT_MS, line, sizeof(line));
-	ck_assert_str_eq(line, "e1 start on b restored-from 0");
+	prog_start(c, cl, &recv, "recv", "b", SNIPE_RESTART_ON_FAILURE, "ckrecv",
+	           (const char *const[]){SENDER_URN, count, every, NULL});
+	expect_line(c, &recv, "e1 ", WAIT_MS, "e1 start on b restored-from 0");
 
-	prog_make(&send, c, "sender", "send",
-	          (const char *const[]){recv.urn, count, "64", "50", "1", NULL});
-	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
+	prog_start(c, cl, &send, "sender", "a", SNIPE_RESTART_NEVER, "send",
+	           (const char *const[]){recv.urn, count, "64", "50", "1", NULL});
 	snprintf(prefix, sizeof(prefix), "e1 saved %d", KILL_AT);
-	wait_line(c, recv.out, prefix, STREAM_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, prefix, STREAM_MS, line, sizeof(line));
 	uint64_t t0 = tu_mono_ms();
 	tc_agent_kill(c, 1);
 
-	wait_line(c, recv.out, "e2 received-up-to ", FAILOVER_MS + STREAM_MS, line, sizeof(line));
+	tc_wait_line(c, recv.out, "e2 received-up-to ", FAILOVER_MS + STREAM_MS, line,
+	             sizeof(line));
 	fprintf(stderr, "failover: '%s' %" PRIu64 " ms after kill -9\n", line, tu_mono_ms() - t0);
 	uint64_t upto = 0, dups = 0, gaps = 0, bad = 0, from = 0;
 	char host[16];
@@ -471,26 +438,22 @@ START_TEST(test_receiver_moved_by_a_host_kill_resumes_right_after_its_checkpoint
 	ck_assert_uint_ge(from, KILL_AT);
 	ck_assert_uint_lt(from, COUNT);
 	ck_assert_uint_eq(from % CKPT_EVERY, 0);
-	char *text = slurp(recv.out);
+	char *text = tu_slurp(recv.out, NULL);
 	/* the kill came mid-stream: the first instance never got to the end */
-	ck_assert_msg(!find_line(text, "e1 received-up-to ", line, sizeof(line)), "%s", text);
-	ck_assert_msg(!find_line(text, "e1 stalled", line, sizeof(line)), "%s", text);
+	ck_assert_msg(!tu_find_line(text, "e1 received-up-to ", line, sizeof(line)), "%s", text);
+	ck_assert_msg(!tu_find_line(text, "e1 stalled", line, sizeof(line)), "%s", text);
 	/* the second said so when it started, on c */
 	snprintf(prefix, sizeof(prefix), "e2 start on c restored-from %" PRIu64, from);
-	ck_assert_msg(find_line(text, prefix, line, sizeof(line)), "no '%s' in:\n%s", prefix, text);
+	ck_assert_msg(tu_find_line(text, prefix, line, sizeof(line)), "no '%s' in:\n%s", prefix,
+	              text);
 	ck_assert_str_eq(line, prefix);
 	/* every checkpoint the first reported saved was committed, so the second restored
 	 * the last of them or a later one (committed as the first died, unreported) */
 	ck_assert_uint_le(last_saved(text, "e1 saved "), from);
 	free(text);
 
-	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
-	ck_assert_str_eq(info.host, "c");
-	ck_assert_uint_eq(info.epoch, 2);
-	ck_assert_uint_eq(info.restarts, 1);
-	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
-	ck_assert_str_eq(line, "e1 sent 10000 flush 0");
+	prog_wait_restarted(c, cl, &recv, "c", 2);
+	expect_sent(c, cl, &send, COUNT);
 	rcds_client_close(cl);
 	stop_cluster(c);
 }
@@ -506,26 +469,21 @@ END_TEST
  * every one up to 6,000 in order, once each. */
 START_TEST(test_receiver_restarted_without_a_checkpoint_resumes_within_the_send_window)
 {
-	static const char *const names[] = {"a", "b"};
 	rcds_client *cl = NULL;
-	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	tc_cluster *c = start_ab(NULL, &cl);
 	struct prog recv, send;
-	snipe_proc_info info;
 	char line[1024], count[24], crash_at[24], want[1024];
 	snprintf(count, sizeof(count), "%d", CRASH_COUNT);
 	snprintf(crash_at, sizeof(crash_at), "%d", CRASH_AT);
-	prog_make(&recv, c, "recv", "crashrecv",
-	          (const char *const[]){SENDER_URN, count, crash_at, NULL});
-	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_ON_FAILURE);
-	wait_line(c, recv.out, "e1 start life 1", WAIT_MS, line, sizeof(line));
+	prog_start(c, cl, &recv, "recv", "b", SNIPE_RESTART_ON_FAILURE, "crashrecv",
+	           (const char *const[]){SENDER_URN, count, crash_at, NULL});
+	expect_line(c, &recv, "e1 ", WAIT_MS, "e1 start life 1");
 
 	uint64_t t0 = tu_mono_ms();
-	prog_make(&send, c, "sender", "send",
-	          (const char *const[]){recv.urn, count, "64", "0", "0", NULL});
-	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 crash after ", STREAM_MS, line, sizeof(line));
-	ck_assert_str_eq(line, "e1 crash after 2000");
-	wait_line(c, recv.out, "e1 life 2 first ", STREAM_MS, line, sizeof(line));
+	prog_start(c, cl, &send, "sender", "a", SNIPE_RESTART_NEVER, "send",
+	           (const char *const[]){recv.urn, count, "64", "0", "0", NULL});
+	expect_line(c, &recv, "e1 crash after ", STREAM_MS, "e1 crash after 2000");
+	tc_wait_line(c, recv.out, "e1 life 2 first ", STREAM_MS, line, sizeof(line));
 	fprintf(stderr, "restart: '%s' %" PRIu64 " ms after the sender started\n", line,
 	        tu_mono_ms() - t0);
 	uint64_t first = 0;
@@ -535,19 +493,14 @@ START_TEST(test_receiver_restarted_without_a_checkpoint_resumes_within_the_send_
 	snprintf(want, sizeof(want), "e1 life 2 first %" PRIu64
 	         " received-up-to 6000 dups 0 gaps 0 bad 0", first);
 	ck_assert_str_eq(line, want);
-	char *text = slurp(recv.out);
+	char *text = tu_slurp(recv.out, NULL);
 	snprintf(want, sizeof(want), "e1 start life 1\ne1 crash after 2000\ne1 start life 2\n"
 	         "e1 life 2 first %" PRIu64 " received-up-to 6000 dups 0 gaps 0 bad 0\n", first);
 	ck_assert_str_eq(text, want);
 	free(text);
 
-	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
-	ck_assert_str_eq(info.host, "b");
-	ck_assert_uint_eq(info.epoch, 1);
-	ck_assert_uint_eq(info.restarts, 1);
-	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
-	ck_assert_str_eq(line, "e1 sent 6000 flush 0");
+	prog_wait_restarted(c, cl, &recv, "b", 1);
+	expect_sent(c, cl, &send, CRASH_COUNT);
 	rcds_client_close(cl);
 	stop_cluster(c);
 }
@@ -560,33 +513,27 @@ END_TEST
  * the second 1,501-1,700. */
 START_TEST(test_sender_restarted_from_its_checkpoint_is_received_once)
 {
-	static const char *const names[] = {"a", "b"};
 	rcds_client *cl = NULL;
-	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	tc_cluster *c = start_ab(NULL, &cl);
 	struct prog recv, send;
 	snipe_proc_info info;
-	char line[1024], count[24], every[24], crash_at[24];
+	char count[24], every[24], crash_at[24];
 	snprintf(count, sizeof(count), "%d", CKSEND_COUNT);
 	snprintf(every, sizeof(every), "%d", CKSEND_EVERY);
 	snprintf(crash_at, sizeof(crash_at), "%d", CKSEND_CRASH_AT);
-	prog_make(&recv, c, "recv", "recv", (const char *const[]){SENDER_URN, count, NULL});
-	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	prog_start(c, cl, &recv, "recv", "b", SNIPE_RESTART_NEVER, "recv",
+	           (const char *const[]){SENDER_URN, count, NULL});
+	expect_line(c, &recv, "e1 ", WAIT_MS, "e1 ready");
 
 	uint64_t t0 = tu_mono_ms();
-	prog_make(&send, c, "sender", "cksend",
-	          (const char *const[]){recv.urn, count, every, crash_at, NULL});
-	prog_spawn(c, cl, &send, "a", SNIPE_RESTART_ON_FAILURE);
-	wait_line(c, recv.out, "e1 received ", STREAM_MS, line, sizeof(line));
+	prog_start(c, cl, &send, "sender", "a", SNIPE_RESTART_ON_FAILURE, "cksend",
+	           (const char *const[]){recv.urn, count, every, crash_at, NULL});
+	expect_received(c, &recv, CKSEND_COUNT);
 	fprintf(stderr, "restart: sender resumed from its checkpoint, %d messages in %" PRIu64
 	        " ms\n", CKSEND_COUNT, tu_mono_ms() - t0);
-	ck_assert_str_eq(line, "e1 received 4000 in-order 4000 dups 0 gaps 0 bad 0");
 	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 
-	prog_wait_ok(c, cl, &send, WAIT_MS, &info);
-	ck_assert_str_eq(info.host, "a");
-	ck_assert_uint_eq(info.epoch, 1);
-	ck_assert_uint_eq(info.restarts, 1);
+	prog_wait_restarted(c, cl, &send, "a", 1);
 	char want[1024], *w = want, *end = want + sizeof(want);
 	w += snprintf(w, (size_t)(end - w), "e1 start restored-from 0\n");
 	for (int s = CKSEND_EVERY; s <= CKSEND_CRASH_AT; s += CKSEND_EVERY)
@@ -598,7 +545,7 @@ START_TEST(test_sender_restarted_from_its_checkpoint_is_received_once)
 	     s <= CKSEND_COUNT; s += CKSEND_EVERY)
 		w += snprintf(w, (size_t)(end - w), "e1 saved %d\n", s);
 	snprintf(w, (size_t)(end - w), "e1 sent %d flush 0\n", CKSEND_COUNT);
-	char *text = slurp(send.out);
+	char *text = tu_slurp(send.out, NULL);
 	ck_assert_str_eq(text, want);
 	free(text);
 	rcds_client_close(cl);
@@ -619,10 +566,10 @@ START_TEST(test_send_to_a_urn_naming_no_process_fails_with_enotfound)
 	struct prog p;
 	snipe_proc_info info;
 	char line[1024];
-	prog_make(&p, c, "lost", "unknown", (const char *const[]){"urn:snipe:proc:nobody", NULL});
-	prog_spawn(c, cl, &p, "a", SNIPE_RESTART_NEVER);
+	prog_start(c, cl, &p, "lost", "a", SNIPE_RESTART_NEVER, "unknown",
+	           (const char *const[]){"urn:snipe:proc:nobody", NULL});
 	prog_wait_ok(c, cl, &p, WAIT_MS, &info);
-	wait_line(c, p.out, "e1 code ", WAIT_MS, line, sizeof(line));
+	tc_wait_line(c, p.out, "e1 code ", WAIT_MS, line, sizeof(line));
 	int code = 0;
 	uint64_t elapsed = 0;
 	ck_assert_int_eq(sscanf(line, "e1 code %d elapsed_ms %" SCNu64, &code, &elapsed), 2);
@@ -855,7 +802,7 @@ static int log_count(tc_cluster *c, const char *host, const char *text)
 {
 	char name[64];
 	snprintf(name, sizeof(name), "host-%s.log", host);
-	char *path = tu_path(tc_cluster_dir(c), name), *log = slurp(path);
+	char *path = tu_path(tc_cluster_dir(c), name), *log = tu_slurp(path, NULL);
 	free(path);
 	int n = 0;
 	for (const char *p = log; p != NULL && (p = strstr(p, text)) != NULL; p += strlen(text))
@@ -897,16 +844,15 @@ static void hello_dropped(tc_cluster *c, struct mallory *m, const snipe_key *k,
  * opened, each with its reason in its log. The process got exactly the one message. */
 START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 {
-	static const char *const names[] = {"a", "b"};
 	rcds_client *cl = NULL;
-	tc_cluster *c = start_cluster(names, 2, NULL, &cl);
+	tc_cluster *c = start_ab(NULL, &cl);
 	struct prog recv;
 	snipe_proc_info info;
-	char line[1024], want[512];
+	char want[512];
 	char *stop = tu_path(tc_cluster_dir(c), "stop");
-	prog_make(&recv, c, "recv", "log", (const char *const[]){stop, NULL});
-	prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	prog_start(c, cl, &recv, "recv", "b", SNIPE_RESTART_NEVER, "log",
+	           (const char *const[]){stop, NULL});
+	expect_line(c, &recv, "e1 ", WAIT_MS, "e1 ready");
 
 	struct mallory m;
 	sni_chan ch;
@@ -919,8 +865,8 @@ START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 	/* one valid message */
 	uint8_t *valid = mallory_msg(&ch, stream, recv.urn, 1, "hello", &len);
 	mallory_send(&m, valid, len);
-	wait_line(c, recv.out, "e1 msg ", WAIT_MS, line, sizeof(line));
-	ck_assert_str_eq(line, "e1 msg from=" FAKE_PROC " tag=1 len=5 data=hello");
+	expect_line(c, &recv, "e1 msg ", WAIT_MS,
+	            "e1 msg from=" FAKE_PROC " tag=1 len=5 data=hello");
 
 	/* the same bytes again */
 	ck_assert_int_eq(log_count(c, "b", "dropped frame (replayed)"), 0);
@@ -963,9 +909,9 @@ START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 
 	/* nothing else reached the process */
 	tu_write_file(stop, "", 0, 0600);
-	wait_line(c, recv.out, "e1 end ", WAIT_MS, line, sizeof(line));
+	expect_line(c, &recv, "e1 end ", WAIT_MS, "e1 end count 1");
 	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
-	char *text = slurp(recv.out);
+	char *text = tu_slurp(recv.out, NULL);
 	snprintf(want, sizeof(want), "e1 ready\ne1 msg from=%s tag=1 len=5 data=hello\n"
 	         "e1 end count 1\n", FAKE_PROC);
 	ck_assert_str_eq(text, want);
