@@ -41,6 +41,7 @@ void rcds_client_set_attempt(rcds_client *c, uint32_t ms);
 /* Reads only from the leader, which has applied every acknowledged write: for short
  * lived clients (the CLI) that have no index of their own to wait for. Default off. */
 void rcds_client_set_leader_reads(rcds_client *c, bool on);
+bool rcds_client_leader_reads(const rcds_client *c);
 /* The highest catalog index this client has seen. */
 uint64_t rcds_client_index(const rcds_client *c);
 /* Raises it to index (an index learnt elsewhere, e.g. another client's write), so the

@@ -147,6 +147,11 @@ void rcds_client_set_attempt(rcds_client *c, uint32_t ms)
 	c->attempt_ms = ms > 0 ? ms : ATTEMPT_FIRST_MS;
 }
 
+bool rcds_client_leader_reads(const rcds_client *c)
+{
+	return c->leader_reads;
+}
+
 void rcds_client_set_leader_reads(rcds_client *c, bool on)
 {
 	c->leader_reads = on;

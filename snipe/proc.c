@@ -97,6 +97,14 @@ static int host_address(rcds_client *c, const char *host, char *address, size_t 
 	int rc = snipe_urn_validate(urn, err, errlen);
 	if (rc == SNIPE_OK)
 		rc = rcds_get(c, urn, &l, err, errlen);
+	if (rc == SNIPE_ENOTFOUND) {
+		/* a replica that lags may not know a host registered a moment ago: the leader
+		 * has the last word */
+		bool was = rcds_client_leader_reads(c);
+		rcds_client_set_leader_reads(c, true);
+		rc = was ? rc : rcds_get(c, urn, &l, err, errlen);
+		rcds_client_set_leader_reads(c, was);
+	}
 	if (rc == SNIPE_ENOTFOUND)
 		return sni_err(err, errlen, rc, "no host named '%s' in the catalog", host);
 	address[0] = '\0';
