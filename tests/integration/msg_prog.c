@@ -19,6 +19,9 @@
  *       "ready" once joined; if GO is given, waits until that file exists; then takes
  *       messages until number COUNT came in order: "received R in-order I dups D gaps G
  *       bad B" ("stalled ..." instead of "received" if none came for 30 s)
+ *   msg_prog pollrecv OUT FROM COUNT
+ *       as recv, waiting in poll(2) on snipe_fd and taking messages with snipe_recv
+ *       without waiting (timeout 0), as a program with a loop of its own does
  *   msg_prog ckrecv OUT FROM COUNT EVERY
  *       as recv, with a checkpoint (snipe_ckpt_open, snipe_open(ck)) of its counters
  *       saved after every EVERY-th message in order: "start on HOST restored-from N"
@@ -61,6 +64,7 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,10 +209,15 @@ static bool count(struct tally *t, const char *want_from, const struct msg *m)
 
 /* The next message into m, waiting while messages keep coming: true, or false once none
  * came for IDLE_MS (since *idle_since). Exits 4 if snipe_recv fails. */
+static bool poll_fd; /* pollrecv: wait in poll(2) on snipe_fd, never in snipe_recv */
+
 static bool next_msg(snipe_ctx *ctx, uint64_t *idle_since, struct msg *m)
 {
 	for (;;) {
-		int rc = snipe_recv(ctx, &m->from, &m->tag, &m->buf, &m->len, 1000);
+		struct pollfd p = {.fd = snipe_fd(ctx), .events = POLLIN};
+		if (poll_fd && (p.fd < 0 || poll(&p, 1, 1000) < 0))
+			exit(fail("poll", SNIPE_EIO, "snipe_fd cannot be polled"));
+		int rc = snipe_recv(ctx, &m->from, &m->tag, &m->buf, &m->len, poll_fd ? 0 : 1000);
 		if (rc == SNIPE_OK) {
 			*idle_since = mono_ms();
 			return true;
@@ -581,6 +590,9 @@ int main(int argc, char **argv)
 		               tp_number(argv[7]));
 	if (strcmp(mode, "burst") == 0 && argc == 6 && tp_number(argv[5]) >= SEQ_BYTES)
 		return do_burst(argv[3], tp_number(argv[4]), tp_number(argv[5]));
+	poll_fd = strcmp(mode, "pollrecv") == 0;
+	if (poll_fd && argc == 5)
+		return do_recv(argv[3], tp_number(argv[4]), NULL);
 	if (strcmp(mode, "recv") == 0 && (argc == 5 || argc == 6))
 		return do_recv(argv[3], tp_number(argv[4]), argc == 6 ? argv[5] : NULL);
 	if (strcmp(mode, "ckrecv") == 0 && argc == 6 && tp_number(argv[5]) > 0)
@@ -604,6 +616,7 @@ usage:
 	fprintf(stderr, "usage: msg_prog send OUT TO COUNT SIZE PACE_EVERY PACE_MS\n"
 	                "       msg_prog burst OUT TO COUNT SIZE\n"
 	                "       msg_prog recv OUT FROM COUNT [GO]\n"
+	                "       msg_prog pollrecv OUT FROM COUNT\n"
 	                "       msg_prog ckrecv OUT FROM COUNT EVERY\n"
 	                "       msg_prog more OUT TO COUNT SIZE GO\n"
 	                "       msg_prog ask OUT TO ROUNDS WAIT_MS\n"

@@ -248,7 +248,9 @@ static void small_asan_quarantine(void)
 
 /* 10,000 messages from a process on a to one on b: each arrives once, in order, from the
  * sender's URN, intact; the sender's flush sees them all taken. */
-START_TEST(test_ten_thousand_messages_arrive_once_each_in_order)
+/* COUNT messages from a sender on a to a receiver on b run in mode (recv: waiting in
+ * snipe_recv; pollrecv: in poll(2) on snipe_fd) arrive once each, in order. */
+static void order_run(const char *mode)
 {
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_ab(NULL, &cl);
@@ -256,7 +258,7 @@ START_TEST(test_ten_thousand_messages_arrive_once_each_in_order)
 	snipe_proc_info info;
 	char count[24];
 	snprintf(count, sizeof(count), "%d", COUNT);
-	prog_start(c, cl, &recv, "recv", "b", SNIPE_RESTART_NEVER, "recv",
+	prog_start(c, cl, &recv, "recv", "b", SNIPE_RESTART_NEVER, mode,
 	           (const char *const[]){SENDER_URN, count, NULL});
 	expect_line(c, &recv, "e1 ", WAIT_MS, "e1 ready");
 
@@ -264,11 +266,23 @@ START_TEST(test_ten_thousand_messages_arrive_once_each_in_order)
 	prog_start(c, cl, &send, "sender", "a", SNIPE_RESTART_NEVER, "send",
 	           (const char *const[]){recv.urn, count, "64", "0", "0", NULL});
 	expect_received(c, &recv, COUNT);
-	fprintf(stderr, "order: %d messages a -> b in %" PRIu64 " ms\n", COUNT, tu_mono_ms() - t0);
+	fprintf(stderr, "order (%s): %d messages a -> b in %" PRIu64 " ms\n", mode, COUNT,
+	        tu_mono_ms() - t0);
 	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 	expect_sent(c, cl, &send, COUNT);
 	rcds_client_close(cl);
 	stop_cluster(c);
+}
+
+START_TEST(test_ten_thousand_messages_arrive_once_each_in_order)
+{
+	order_run("recv");
+}
+END_TEST
+
+START_TEST(test_a_receiver_polling_snipe_fd_gets_them_all_in_order)
+{
+	order_run("pollrecv");
 }
 END_TEST
 
@@ -932,6 +946,7 @@ static Suite *suite(void)
 	TCase *del = tcase_create("delivery");
 	tcase_set_timeout(del, 90);
 	tcase_add_test(del, test_ten_thousand_messages_arrive_once_each_in_order);
+	tcase_add_test(del, test_a_receiver_polling_snipe_fd_gets_them_all_in_order);
 	tcase_add_test(del, test_receiver_that_does_not_read_bounds_what_the_agents_hold);
 	suite_add_tcase(s, del);
 
