@@ -15,14 +15,17 @@
  * Not here: channels as units (test_chan.c); the drops of single, chosen bad frames
  * and their log lines (test_msg.c).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/pair.h>
 #include <nanomsg/pipeline.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -991,6 +994,115 @@ START_TEST(test_agent_survives_fuzzed_frames_on_a_process_port)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the transport */
+
+/* A TCP connection to endpoint ("tcp://127.0.0.1:PORT") that has said nanomsg's
+ * greeting as a PUSH socket (the SP header: 0x00 'S' 'P' 0x00, protocol 0x0050, two
+ * zero bytes) and read the peer's. */
+static int sp_connect(const char *endpoint)
+{
+	int port = 0;
+	ck_assert_int_eq(sscanf(endpoint, "tcp://127.0.0.1:%d", &port), 1);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect %s: %s",
+	              endpoint, strerror(errno));
+	static const uint8_t hdr[8] = {0x00, 'S', 'P', 0x00, 0x00, 0x50, 0x00, 0x00};
+	uint8_t peer[8];
+	ck_assert_int_eq(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+	ck_assert_int_eq(read(fd, peer, sizeof(peer)), (ssize_t)sizeof(peer));
+	ck_assert_int_eq(memcmp(peer, "\0SP\0", 4), 0);
+	return fd;
+}
+
+/*
+ * nanomsg's TCP framing announces each message's size in 8 bytes before the message,
+ * and allocates that much on reading them, before any byte of the message comes: a
+ * peer that announces 2^62 bytes (16 bytes in all, no key, nothing registered) must
+ * not end the agent, which then still carries messages.
+ */
+START_TEST(test_agent_survives_a_frame_header_announcing_an_exabyte)
+{
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(NULL, &cl);
+	pid_t pid_b = tc_agent_pid(c, 1);
+	int fd = sp_connect(tc_agent_msg_endpoint(c, 1));
+	uint8_t size[8];
+	for (int i = 0; i < 8; i++)
+		size[i] = (uint8_t)((UINT64_C(1) << 62) >> (56 - 8 * i));
+	ck_assert_int_eq(write(fd, size, sizeof(size)), (ssize_t)sizeof(size));
+	tu_sleep_ms(1000);
+	pid_t now = tc_agent_pid(c, 1);
+	if (now != pid_b)
+		tc_cluster_dump_logs(c, LOG_LINES);
+	ck_assert_msg(now == pid_b, "agent b (pid %d) ended after a header announcing 2^62 bytes",
+	              (int)pid_b);
+	close(fd);
+
+	struct prog recv;
+	snipe_proc_info info;
+	char line[1024];
+	prog_make(&recv, c, "recv", (const char *const[]){MSG_PROG_PATH, "recv", "OUT", SENDER_URN,
+	                                                    TRAFFIC, NULL});
+	prog_spawn(c, cl, &recv, "b", &info);
+	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
+	traffic(c, cl, &recv);
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------- the log */
+
+#define FORGED "FORGED-LINE"
+
+/* Whether a line of agent b's log starts with prefix. */
+static bool log_line_starts(tc_cluster *c, const char *prefix)
+{
+	char *path = tu_path(tc_cluster_dir(c), "host-b.log"), *log = slurp(path), line[1024];
+	free(path);
+	bool found = log != NULL && find_line(log, prefix, line, sizeof(line));
+	free(log);
+	return found;
+}
+
+/*
+ * Names in a hello are the sender's to choose, and an agent reads them before it checks
+ * any signature: a hello (signed by a key nobody registered) from "mallory" to
+ * "b\n" FORGED "...", sent by anyone who reaches b's message endpoint, is dropped and
+ * logged, and puts no line of its own into b's log.
+ */
+START_TEST(test_agent_log_has_no_line_forged_by_a_hello)
+{
+	rcds_client *cl = NULL;
+	tc_cluster *c = start_cluster(NULL, &cl);
+	snipe_key *k = NULL;
+	sni_chan_opener h;
+	struct frame f = {NULL, 0};
+	ck_assert_int_eq(snipe_key_generate(&k), SNIPE_OK);
+	tu_assert_code(sni_chan_hello(k, FAKE_HOST, "b\n" FORGED " agentd: all is well", &h,
+	                              &f.buf, &f.len), SNIPE_OK);
+	int s = connect_to(NN_PUSH, tc_agent_msg_endpoint(c, 1));
+	send_frame(s, &f);
+	uint64_t deadline = tu_mono_ms() + WAIT_MS;
+	while (!tc_agent_log_contains(c, 1, "dropped hello (meant for host") &&
+	       tu_mono_ms() < deadline)
+		tu_sleep_ms(POLL_MS);
+	ck_assert(tc_agent_log_contains(c, 1, "dropped hello (meant for host"));
+	if (log_line_starts(c, FORGED))
+		tc_cluster_dump_logs(c, 5);
+	ck_assert_msg(!log_line_starts(c, FORGED), "a line of b's log was written by a hello");
+	nn_close(s);
+	frame_free(&f);
+	sodium_memzero(&h, sizeof(h));
+	snipe_key_free(k);
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
 /* -------------------------------------------------------------------- suite */
 
 static Suite *suite(void)
@@ -1000,6 +1112,16 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, test_agent_survives_fuzzed_frames_on_its_message_endpoint);
 	tcase_add_test(tc, test_agent_survives_fuzzed_frames_on_a_process_port);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("transport");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_agent_survives_a_frame_header_announcing_an_exabyte);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("log");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_agent_log_has_no_line_forged_by_a_hello);
 	suite_add_tcase(s, tc);
 	return s;
 }
