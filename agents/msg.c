@@ -118,6 +118,7 @@ struct msgs {
 	struct outbox **obs;
 	size_t nobs, capobs;
 	unsigned next_port;
+	sni_log_limit drops;
 	/* the catalog's changes to the records of the processes messages go to (one
 	 * subscription per route): a route that changes is looked up again at once,
 	 * rather than after bounces or silence */
@@ -577,7 +578,7 @@ static void deliver(struct msgs *ms, const char *host, const Snipe__ChanBody *bo
 		if (strcmp(g->origin, host) != 0 || g->stream.len != 16 || g->seq == 0 ||
 		    g->data.len > SNIPE_MSG_MAX || strncmp(g->from, SNI_PROC_PREFIX,
 		                                           sizeof(SNI_PROC_PREFIX) - 1) != 0) {
-			snipe_log(SNIPE_LOG_WARN, "msg", "dropped a malformed message from %s (origin %s)",
+			msg_drop(&ms->drops, "dropped a malformed message from %s (origin %s)",
 			          host, g->origin);
 			continue;
 		}
@@ -829,7 +830,7 @@ static void port_hello(struct msgs *ms, struct port *p, const Snipe__ChanFrame *
 		p->ready = true;
 		p->taken = p->told = 0;
 	} else {
-		snipe_log(SNIPE_LOG_WARN, "msg", "dropped hello (%s) on the port of %s", why, p->urn);
+		msg_drop(&ms->drops, "dropped hello (%s) on the port of %s", why, p->urn);
 		Snipe__ChanHello no = SNIPE__CHAN_HELLO__INIT;
 		no.code = rc;
 		no.error = why;
@@ -865,7 +866,7 @@ static void port_body(struct msgs *ms, struct port *p, Snipe__ChanBody *body)
 		    g->data.len > SNIPE_MSG_MAX || snipe_urn_parse(g->to, &u, NULL, 0) != SNIPE_OK ||
 		    u.kind != SNIPE_KIND_PROC || (r = route_get(ms, g->to)) == NULL ||
 		    (m = malloc(sizeof(*m) + g->data.len)) == NULL) {
-			snipe_log(SNIPE_LOG_WARN, "msg", "dropped a message from %s: %s", p->urn,
+			msg_drop(&ms->drops, "dropped a message from %s: %s", p->urn,
 			          p->hlen == HELD_MAX ? "beyond its window" : "malformed");
 			p->taken++;
 			continue;
@@ -936,7 +937,7 @@ static void port_readable(uv_poll_t *h, int status, int events)
 			port_body(ms, p, body);
 			snipe__chan_body__free_unpacked(body, NULL);
 		} else
-			snipe_log(SNIPE_LOG_WARN, "msg", "dropped frame (does not open) on the port of %s",
+			msg_drop(&ms->drops, "dropped frame (does not open) on the port of %s",
 			          p->urn);
 		if (f != NULL)
 			snipe__chan_frame__free_unpacked(f, NULL);
@@ -961,7 +962,7 @@ int agent_msg_attach(agent *a, const char *urn, uint64_t epoch, const uint8_t *k
 	p->epoch = epoch;
 	memcpy(p->key_pk, key_pk, SNIPE_PK_BYTES);
 	int n = snprintf(p->path, sizeof(p->path), "%s/run/m%u.ipc", a->cfg->state, ms->next_port++);
-	int fd = -1, max = -1, sndbuf = 4 << 20;
+	int fd = -1, max = SNI_FRAME_MAX, sndbuf = 4 << 20;
 	size_t sz = sizeof(fd);
 	unlink(p->path);
 	snprintf(endpoint, len, "ipc://%s", p->path);
@@ -1051,7 +1052,7 @@ int agent_msg_start(agent *a, char *err, size_t errlen)
 	int rc = peers_new(a, &ms->peers);
 	if (rc != SNIPE_OK)
 		return sni_err(err, errlen, rc, "messages: %s", snipe_strerror(rc));
-	int fd = -1, max = -1, rcvbuf = 4 << 20;
+	int fd = -1, max = SNI_FRAME_MAX, rcvbuf = 4 << 20;
 	size_t sz = sizeof(fd);
 	ms->pull = nn_socket(AF_SP, NN_PULL);
 	if (ms->pull < 0 ||

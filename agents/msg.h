@@ -9,6 +9,11 @@
 #include "agent.h"
 #include "sni.h"
 
+/* Logs dropped input (forged, replayed, malformed): at most 20 lines a second per
+ * limiter, whatever a peer or a process sends. */
+#define msg_drop(limiter, ...) \
+	sni_log_limited((limiter), 20, SNIPE_LOG_WARN, "msg", __VA_ARGS__)
+
 /* --------------------------------------------------------------- msg.c */
 
 /* Binds the message endpoint and starts the timers. */

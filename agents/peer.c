@@ -23,7 +23,6 @@
 
 #define HELLO_AGAIN_MS 1000   /* an unanswered hello is sent again */
 #define LOOKUP_AGAIN_MS 1000  /* a host the catalog did not know is looked up again */
-#define DROP_LOGS_PER_S 20    /* dropped frames logged per second, at most */
 #define SNDBUF (4 << 20)
 #define PEERS_MAX 1024        /* hosts remembered; one the catalog did not know goes first */
 
@@ -54,32 +53,10 @@ struct peers {
 	size_t n, cap;
 	snipe_keyring *keys; /* the host keys of known peers */
 	snipe_verifier *verifier;
-	uint64_t log_second;
-	unsigned logged, suppressed;
+	sni_log_limit drops;
 };
 
-static void drop(peers *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void drop(peers *p, const char *fmt, ...)
-{
-	uint64_t second = sni_mono_ms() / 1000;
-	if (second != p->log_second) {
-		if (p->suppressed > 0)
-			snipe_log(SNIPE_LOG_WARN, "msg", "%u more dropped frames not logged",
-			          p->suppressed);
-		p->log_second = second;
-		p->logged = p->suppressed = 0;
-	}
-	if (p->logged++ >= DROP_LOGS_PER_S) {
-		p->suppressed++;
-		return;
-	}
-	char text[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	snipe_log(SNIPE_LOG_WARN, "msg", "%s", text);
-}
+#define drop(p, ...) msg_drop(&(p)->drops, __VA_ARGS__)
 
 int peers_new(agent *a, peers **out)
 {
@@ -391,6 +368,14 @@ static void on_welcome(peers *p, const Snipe__ChanFrame *f, const uint8_t *buf, 
 		drop(p, "dropped welcome (no hello pending) from %s", e->name);
 	else if (e != NULL && check_signed(p, e, &f->welcome, &ok, why, sizeof(why)) != SNIPE_OK)
 		drop(p, "dropped welcome (%s) from %s", why, e->name);
+	if (ok != NULL && (ok->nonce.len != sizeof(e->opener.nonce) ||
+	                   sodium_memcmp(ok->nonce.data, e->opener.nonce, sizeof(e->opener.nonce)) != 0)) {
+		/* an answer to an earlier hello, late: completing with it would wipe the
+		 * secret the answer to the latest one needs */
+		drop(p, "dropped welcome (answers an earlier hello) from %s", e->name);
+		snipe__chan_hello__free_unpacked(ok, NULL);
+		ok = NULL;
+	}
 	if (ok != NULL) {
 		sni_chan ch;
 		if (sni_chan_complete(&e->opener, ok, &ch) == SNIPE_OK) {

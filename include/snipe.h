@@ -546,7 +546,9 @@ int snipe_recv(snipe_ctx *ctx, const char **from, uint32_t *tag, void **buf, siz
  * so far; returns the first failure it reported, else SNIPE_OK. */
 int snipe_flush(snipe_ctx *ctx, int timeout_ms);
 /* A descriptor that polls readable when snipe_recv(ctx, ..., 0) may have a message
- * (or acknowledgements to process): call it until SNIPE_ETIMEDOUT. */
+ * (or acknowledgements to process). Edge-like: once readable, call snipe_recv(ctx, ...,
+ * 0) until it returns SNIPE_ETIMEDOUT before polling again, since messages the library
+ * already took from the socket do not make it readable. */
 int snipe_fd(snipe_ctx *ctx);
 /* The reason for the last failure of a call on ctx ("" if none). */
 const char *snipe_error(const snipe_ctx *ctx);

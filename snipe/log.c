@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sni.h"
 #include "snipe.h"
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
@@ -64,14 +65,46 @@ void snipe_log(snipe_log_level level, const char *component, const char *fmt, ..
 	int n = snprintf(line, sizeof(line), "%s.%03ldZ %s[%ld] %s %s: ", when,
 	                 (long)(tv.tv_usec / 1000), ident, (long)getpid(),
 	                 level_names[level], component);
+	char msg[1800];
 	va_list ap;
 	va_start(ap, fmt);
-	if (n >= 0 && (size_t)n < sizeof(line))
-		n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	int m = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (n < 0)
+	if (n < 0 || m < 0)
 		return;
-	size_t len = (size_t)n < sizeof(line) - 1 ? (size_t)n : sizeof(line) - 2;
+	/* One event, one line: a control byte (newline, escape...) that came from the
+	 * network or a process cannot forge a line of its own or drive a terminal. */
+	size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+	for (const unsigned char *p = (const unsigned char *)msg; *p != '\0'; p++) {
+		if (len + 5 >= sizeof(line))
+			break;
+		if (*p < 0x20 || *p == 0x7f)
+			len += (size_t)snprintf(line + len, sizeof(line) - len, "\\x%02x", *p);
+		else
+			line[len++] = (char)*p;
+	}
 	line[len++] = '\n';
 	fwrite(line, 1, len, stderr);
+}
+
+void sni_log_limited(sni_log_limit *l, unsigned per_s, snipe_log_level level,
+                     const char *component, const char *fmt, ...)
+{
+	uint64_t second = sni_mono_ms() / 1000;
+	if (second != l->second) {
+		if (l->suppressed > 0)
+			snipe_log(level, component, "%u more like it not logged", l->suppressed);
+		l->second = second;
+		l->logged = l->suppressed = 0;
+	}
+	if (l->logged++ >= per_s) {
+		l->suppressed++;
+		return;
+	}
+	char text[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	snipe_log(level, component, "%s", text);
 }

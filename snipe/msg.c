@@ -428,7 +428,7 @@ static int restore(snipe_ctx *m, char *err, size_t errlen)
 
 static int hello(snipe_ctx *m, const char *endpoint, char *err, size_t errlen)
 {
-	int ms = HELLO_MS, max = -1;
+	int ms = HELLO_MS, max = SNI_FRAME_MAX;
 	m->sock = nn_socket(AF_SP, NN_PAIR);
 	if (m->sock < 0 || nn_setsockopt(m->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &max, sizeof(max)) < 0 ||
 	    nn_setsockopt(m->sock, NN_SOL_SOCKET, NN_SNDTIMEO, &ms, sizeof(ms)) < 0 ||

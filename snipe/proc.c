@@ -169,7 +169,7 @@ int sni_agent_call_attached(const snipe_key *key, const char *endpoint,
 		free(env);
 		return sni_err(err, errlen, SNIPE_EUNAVAIL, "cannot reach agent %s", endpoint);
 	}
-	int maxsize = -1; /* block replies may be large */
+	int maxsize = 64 << 20; /* block replies are a few MiB; never -1 (see SNI_FRAME_MAX) */
 	nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof(maxsize));
 	nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof(linger));
 	nn_setsockopt(s, NN_REQ, NN_REQ_RESEND_IVL, &resend, sizeof(resend));

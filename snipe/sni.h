@@ -19,6 +19,15 @@ int sni_err(char *err, size_t errlen, int code, const char *fmt, ...)
  * allocated elements of elem bytes, doubling it (8 at first). false if out of memory
  * (the array is unchanged). */
 bool sni_grow(void *arrayp, size_t n, size_t *cap, size_t elem);
+/* Logging what others can cause at will (dropped input): at most per_s lines a second
+ * through one limiter, then one line saying how many were left out. */
+typedef struct sni_log_limit {
+	uint64_t second;
+	unsigned logged, suppressed;
+} sni_log_limit;
+void sni_log_limited(sni_log_limit *l, unsigned per_s, snipe_log_level level,
+                     const char *component, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 /* A monotonic clock in ms, for timeouts (never for timestamps others read). */
 uint64_t sni_mono_ms(void);
 
@@ -245,6 +254,10 @@ bool sni_proc_policy_restarts(const char *policy, int code);
  * is a replay. */
 #include "msg.pb-c.h"
 #define SNI_CHAN_ID_BYTES 16
+/* The largest frame a channel's socket takes (NN_RCVMAXSIZE): a message (256 KiB) and a
+ * batch (64 KiB) with room to spare. Never -1: nanomsg allocates the size a peer
+ * announces before reading a byte of it, and aborts if it cannot. */
+#define SNI_FRAME_MAX (4 << 20)
 typedef struct sni_chan {
 	uint8_t id[SNI_CHAN_ID_BYTES];
 	uint8_t tx[32], rx[32];

@@ -213,11 +213,13 @@ static bool poll_fd; /* pollrecv: wait in poll(2) on snipe_fd, never in snipe_re
 
 static bool next_msg(snipe_ctx *ctx, uint64_t *idle_since, struct msg *m)
 {
+	static bool drained = true; /* snipe.h: poll only once snipe_recv said ETIMEDOUT */
 	for (;;) {
 		struct pollfd p = {.fd = snipe_fd(ctx), .events = POLLIN};
-		if (poll_fd && (p.fd < 0 || poll(&p, 1, 1000) < 0))
+		if (poll_fd && drained && (p.fd < 0 || poll(&p, 1, 1000) < 0))
 			exit(fail("poll", SNIPE_EIO, "snipe_fd cannot be polled"));
 		int rc = snipe_recv(ctx, &m->from, &m->tag, &m->buf, &m->len, poll_fd ? 0 : 1000);
+		drained = rc == SNIPE_ETIMEDOUT;
 		if (rc == SNIPE_OK) {
 			*idle_since = mono_ms();
 			return true;
