@@ -101,7 +101,7 @@ void tm_send(int s, const void *buf, size_t len)
 	ck_assert_msg(n == (int)len, "send %zu bytes: %s", len, nn_strerror(nn_errno()));
 }
 
-Snipe__ChanFrame *tm_next_welcome(int s, int timeout_ms)
+Snipe__ChanFrame *tm_next_frame(int s, int timeout_ms)
 {
 	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
 	for (uint64_t now = tu_mono_ms(); now < deadline; now = tu_mono_ms()) {
@@ -113,10 +113,20 @@ Snipe__ChanFrame *tm_next_welcome(int s, int timeout_ms)
 			break;
 		Snipe__ChanFrame *f = snipe__chan_frame__unpack(NULL, (size_t)n, buf);
 		nn_freemsg(buf);
-		if (f != NULL && f->welcome.len > 0)
-			return f;
 		if (f != NULL)
-			snipe__chan_frame__free_unpacked(f, NULL);
+			return f;
+	}
+	return NULL;
+}
+
+Snipe__ChanFrame *tm_next_welcome(int s, int timeout_ms)
+{
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
+	for (uint64_t now = tu_mono_ms(); now < deadline; now = tu_mono_ms()) {
+		Snipe__ChanFrame *f = tm_next_frame(s, (int)(deadline - now));
+		if (f == NULL || f->welcome.len > 0)
+			return f;
+		snipe__chan_frame__free_unpacked(f, NULL);
 	}
 	return NULL;
 }
@@ -133,7 +143,8 @@ void tm_host_pubkey(rcds_client *cl, const char *name, uint8_t pk[SNIPE_PK_BYTES
 	bool found = false;
 	for (size_t i = 0; i < l.count; i++)
 		if (strcmp(l.items[i].attr, "pubkey") == 0) {
-			tu_assert_code(snipe_pk_parse((const char *)l.items[i].value, pk), SNIPE_OK);
+			const char *hex = (const char *)l.items[i].value;
+			tu_assert_code(snipe_pk_parse(hex, pk), SNIPE_OK);
 			found = true;
 		}
 	rcds_list_free(&l);
@@ -226,16 +237,16 @@ void tm_fake_host_open(tc_cluster *c, struct tm_fake_host *m, const char *agent,
 	snipe_verifier *v = NULL;
 	ck_assert_int_eq(snipe_keyring_new(&kr), SNIPE_OK);
 	ck_assert_int_eq(snipe_keyring_add(kr, m->agent_pk), SNIPE_OK);
-	ck_assert_int_eq(snipe_verifier_new(kr, SNIPE_SKEW_DEFAULT_MS, SNIPE_REPLAY_DEFAULT_CAP, &v),
-	                 SNIPE_OK);
+	ck_assert_int_eq(snipe_verifier_new(kr, SNIPE_SKEW_DEFAULT_MS, SNIPE_REPLAY_DEFAULT_CAP,
+	                                    &v), SNIPE_OK);
 	uint64_t deadline = tu_mono_ms() + WAIT_MS;
 	bool open = false;
 	int hellos = 0;
 	while (!open && tu_mono_ms() < deadline) {
 		sni_chan_opener h;
 		struct tm_frame sent = {NULL, 0};
-		tu_assert_code(sni_chan_hello(m->key, TM_FAKE_HOST, agent, &h, &sent.buf, &sent.len),
-		               SNIPE_OK);
+		tu_assert_code(sni_chan_hello(m->key, TM_FAKE_HOST, agent, &h, &sent.buf,
+		                              &sent.len), SNIPE_OK);
 		tm_send(m->push, sent.buf, sent.len);
 		hellos++;
 		open = await_welcome(m, v, agent, &h, ch, welcome);
@@ -247,7 +258,8 @@ void tm_fake_host_open(tc_cluster *c, struct tm_fake_host *m, const char *agent,
 	}
 	if (!open)
 		tc_cluster_dump_logs(c, LOG_LINES);
-	ck_assert_msg(open, "agent %s did not welcome a registered host (%d hellos)", agent, hellos);
+	ck_assert_msg(open, "agent %s did not welcome a registered host (%d hellos)", agent,
+	              hellos);
 	if (hellos > 1)
 		fprintf(stderr, "fake host: agent %s welcomed hello number %d\n", agent, hellos);
 	snipe_verifier_free(v);

@@ -67,6 +67,9 @@ struct tm_frame tm_pack(const ProtobufCMessage *m);
 int tm_connect(int proto, const char *endpoint);
 /* Sends len bytes (len may be 0) on s; all must go. */
 void tm_send(int s, const void *buf, size_t len);
+/* The next frame on s within timeout_ms that is a ChanFrame (other bytes are skipped),
+ * or NULL. Free with snipe__chan_frame__free_unpacked. */
+Snipe__ChanFrame *tm_next_frame(int s, int timeout_ms);
 /* The next ChanFrame on s carrying a welcome within timeout_ms (others are skipped), or
  * NULL. Free with snipe__chan_frame__free_unpacked. */
 Snipe__ChanFrame *tm_next_welcome(int s, int timeout_ms);

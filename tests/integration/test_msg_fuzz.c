@@ -72,13 +72,15 @@ static tc_cluster *start_cluster(const char *const *extra, rcds_client **cl)
 	return c;
 }
 
-/* The sender on host a: TRAFFIC messages to recv (msg_prog send); they must all arrive
- * once, in order, intact, and both processes end well. */
+/* Once recv (msg_prog recv on b) is ready, the sender on host a: TRAFFIC messages to
+ * recv (msg_prog send); they must all arrive once, in order, intact, and both processes
+ * end well. */
 static void traffic(tc_cluster *c, rcds_client *cl, const struct tm_prog *recv)
 {
 	struct tm_prog send;
 	snipe_proc_info info;
 	char line[1024];
+	tc_wait_line(c, recv->out, "e1 ready", WAIT_MS, line, sizeof(line));
 	tm_prog_make(&send, c, "sender", (const char *const[]){MSG_PROG_PATH, "send", "OUT",
 	                                                      recv->urn, TRAFFIC, "64", "0", "0",
 	                                                      NULL});
@@ -89,6 +91,17 @@ static void traffic(tc_cluster *c, rcds_client *cl, const struct tm_prog *recv)
 	tm_prog_wait_ok(c, cl, &send, WAIT_MS, &info);
 	tc_wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 sent " TRAFFIC " flush 0");
+}
+
+/* traffic to a receiver on b spawned for it. */
+static void traffic_to_b(tc_cluster *c, rcds_client *cl)
+{
+	struct tm_prog recv;
+	snipe_proc_info info;
+	tm_prog_make(&recv, c, "recv", (const char *const[]){MSG_PROG_PATH, "recv", "OUT",
+	                                                    SENDER_URN, TRAFFIC, NULL});
+	tm_prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER, &info);
+	traffic(c, cl, &recv);
 }
 
 /* The agent i still runs, as pid, and logged drops. */
@@ -105,6 +118,12 @@ static void agent_survived(tc_cluster *c, int i, pid_t pid, const char *dropped)
 }
 
 /* ------------------------------------------------------------------- frames */
+
+static void frames_free(struct tm_frame *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		tm_frame_free(&f[i]);
+}
 
 static struct tm_frame frame_copy(const void *buf, size_t len)
 {
@@ -232,22 +251,6 @@ static struct tm_frame fuzz_one(struct tu_rng *r, const struct tm_frame *seeds, 
 	return f;
 }
 
-/* Edge inputs for any endpoint: nothing, one zero byte, a megabyte of random bytes, a
- * megabyte of 0xff (a varint that never ends). */
-static size_t edge_inputs(struct tm_frame *out)
-{
-	out[0] = frame_copy("", 0);
-	out[1] = frame_copy("\0", 1);
-	out[2].len = out[3].len = BIG_FRAME;
-	out[2].buf = malloc(BIG_FRAME);
-	out[3].buf = malloc(BIG_FRAME);
-	ck_assert_ptr_nonnull(out[2].buf);
-	ck_assert_ptr_nonnull(out[3].buf);
-	randombytes_buf(out[2].buf, BIG_FRAME);
-	memset(out[3].buf, 0xff, BIG_FRAME);
-	return 4;
-}
-
 static void send_frame(int s, const struct tm_frame *f)
 {
 	tm_send(s, f->buf, f->len);
@@ -260,6 +263,76 @@ static void drain(int s)
 	void *buf = NULL;
 	while (nn_recv(s, &buf, NN_MSG, NN_DONTWAIT) >= 0)
 		nn_freemsg(buf);
+}
+
+/* Edge inputs sent on s: nothing, one zero byte, a megabyte of random bytes, a
+ * megabyte of 0xff (a varint that never ends). */
+static void send_edges(int s)
+{
+	struct tm_frame edge[4];
+	edge[0] = frame_copy("", 0);
+	edge[1] = frame_copy("\0", 1);
+	edge[2].len = edge[3].len = BIG_FRAME;
+	edge[2].buf = malloc(BIG_FRAME);
+	edge[3].buf = malloc(BIG_FRAME);
+	ck_assert_ptr_nonnull(edge[2].buf);
+	ck_assert_ptr_nonnull(edge[3].buf);
+	randombytes_buf(edge[2].buf, BIG_FRAME);
+	memset(edge[3].buf, 0xff, BIG_FRAME);
+	for (size_t i = 0; i < 4; i++) {
+		send_frame(s, &edge[i]);
+		tm_frame_free(&edge[i]);
+	}
+}
+
+/* What a fuzz loop draws from: seeds to damage, and plaintexts to damage and seal as
+ * authentic frames of ch, one input in one_in (ch NULL: none). */
+struct corpus {
+	const struct tm_frame *seeds, *plains;
+	size_t nseeds, nplains;
+	sni_chan *ch;
+	size_t one_in;
+};
+
+/* n inputs drawn from k sent on s; what came back on back is drained every 256 inputs.
+ * Returns how many were authentic. */
+static size_t fuzz_send(struct tu_rng *r, const struct corpus *k, int n, int s, int back)
+{
+	size_t authentic = 0;
+	for (int i = 0; i < n; i++) {
+		struct tm_frame f;
+		if (k->ch != NULL && tu_rng_below(r, k->one_in) == 0) {
+			struct tm_frame p = fuzz_one(r, k->plains, k->nplains);
+			f = seal_raw(k->ch, p.buf, p.len);
+			tm_frame_free(&p);
+			authentic++;
+		} else
+			f = fuzz_one(r, k->seeds, k->nseeds);
+		send_frame(s, &f);
+		tm_frame_free(&f);
+		if (i % 256 == 0)
+			drain(back);
+	}
+	return authentic;
+}
+
+/* The next frame on s within timeout_ms that opens on channel ch, opened (welcomes and
+ * frames that do not open are skipped), or NULL. Free with
+ * snipe__chan_body__free_unpacked. */
+static Snipe__ChanBody *next_body(int s, sni_chan *ch, int timeout_ms)
+{
+	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
+	for (uint64_t now = tu_mono_ms(); now < deadline; now = tu_mono_ms()) {
+		Snipe__ChanFrame *f = tm_next_frame(s, (int)(deadline - now));
+		if (f == NULL)
+			break;
+		Snipe__ChanBody *body = NULL;
+		bool opened = f->welcome.len == 0 && sni_chan_open(ch, f, &body) == SNIPE_OK;
+		snipe__chan_frame__free_unpacked(f, NULL);
+		if (opened)
+			return body;
+	}
+	return NULL;
 }
 
 /* -------------------------------------------------------------- fake host */
@@ -294,7 +367,8 @@ static struct tm_frame unasked_welcome(const struct tm_fake_host *m)
 	Snipe__ChanHello *hh = snipe__chan_hello__unpack(NULL, content->body.len,
 	                                                 content->body.data);
 	ck_assert_ptr_nonnull(hh);
-	tu_assert_code(sni_chan_accept(m->key, TM_FAKE_HOST, hh, &unused, &w.buf, &w.len), SNIPE_OK);
+	tu_assert_code(sni_chan_accept(m->key, TM_FAKE_HOST, hh, &unused, &w.buf, &w.len),
+	               SNIPE_OK);
 	snipe__chan_hello__free_unpacked(hh, NULL);
 	snipe__envelope_content__free_unpacked(content, NULL);
 	snipe__envelope__free_unpacked(env, NULL);
@@ -332,27 +406,16 @@ static void channel_works(tc_cluster *c, struct tm_fake_host *m, sni_chan *ch)
 	uint64_t deadline = tu_mono_ms() + WAIT_MS;
 	bool bounced = false;
 	for (uint64_t now = tu_mono_ms(); !bounced && now < deadline; now = tu_mono_ms()) {
-		int ms = (int)(deadline - now);
-		ck_assert_int_eq(nn_setsockopt(m->pull, NN_SOL_SOCKET, NN_RCVTIMEO, &ms,
-		                               sizeof(ms)), 0);
-		void *buf = NULL;
-		int n = nn_recv(m->pull, &buf, NN_MSG, 0);
-		if (n < 0)
+		Snipe__ChanBody *body = next_body(m->pull, ch, (int)(deadline - now));
+		if (body == NULL)
 			break;
-		Snipe__ChanFrame *in = snipe__chan_frame__unpack(NULL, (size_t)n, buf);
-		nn_freemsg(buf);
-		Snipe__ChanBody *body = NULL;
-		if (in != NULL && sni_chan_open(ch, in, &body) == SNIPE_OK) {
-			for (size_t i = 0; i < body->n_bounces; i++) {
-				const ProtobufCBinaryData *st = &body->bounces[i]->stream;
-				if (st->len == sizeof(stream) &&
-				    memcmp(st->data, stream, sizeof(stream)) == 0)
-					bounced = true;
-			}
-			snipe__chan_body__free_unpacked(body, NULL);
+		for (size_t i = 0; i < body->n_bounces; i++) {
+			const ProtobufCBinaryData *st = &body->bounces[i]->stream;
+			if (st->len == sizeof(stream) &&
+			    memcmp(st->data, stream, sizeof(stream)) == 0)
+				bounced = true;
 		}
-		if (in != NULL)
-			snipe__chan_frame__free_unpacked(in, NULL);
+		snipe__chan_body__free_unpacked(body, NULL);
 	}
 	if (!bounced)
 		tc_cluster_dump_logs(c, LOG_LINES);
@@ -401,50 +464,23 @@ START_TEST(test_agent_survives_fuzzed_frames_on_its_message_endpoint)
 	for (size_t i = sealed; i < nseeds; i++)
 		send_frame(m.push, &seeds[i]);
 
-	struct tm_frame edge[4];
-	size_t nedge = edge_inputs(edge);
-	for (size_t i = 0; i < nedge; i++) {
-		send_frame(m.push, &edge[i]);
-		tm_frame_free(&edge[i]);
-	}
+	send_edges(m.push);
 	struct tu_rng r;
-	size_t authentic = 0;
+	struct corpus k = {seeds, plains, nseeds, nplains, &ch, 4};
 	tu_rng_init(&r, "test_msg_fuzz endpoint");
 	uint64_t t0 = tu_mono_ms();
-	for (int i = 0; i < FUZZ_FRAMES; i++) {
-		struct tm_frame f;
-		if (tu_rng_below(&r, 4) == 0) {
-			struct tm_frame p = fuzz_one(&r, plains, nplains);
-			f = seal_raw(&ch, p.buf, p.len);
-			tm_frame_free(&p);
-			authentic++;
-		} else
-			f = fuzz_one(&r, seeds, nseeds);
-		send_frame(m.push, &f);
-		tm_frame_free(&f);
-		if (i % 256 == 0)
-			drain(m.pull);
-	}
+	size_t authentic = fuzz_send(&r, &k, FUZZ_FRAMES, m.push, m.pull);
 	fprintf(stderr, "endpoint: %d frames (%zu authentic with damaged plaintext) sent to b in "
 	        "%" PRIu64 " ms\n", FUZZ_FRAMES, authentic, tu_mono_ms() - t0);
 	agent_survived(c, 1, pid_b, "dropped frame (");
 	ck_assert_int_eq(tc_agent_pid(c, 0), pid_a);
 
 	channel_works(c, &m, &ch);
-	struct tm_prog recv;
-	snipe_proc_info info;
-	char line[1024];
-	tm_prog_make(&recv, c, "recv", (const char *const[]){MSG_PROG_PATH, "recv", "OUT", SENDER_URN,
-	                                                    TRAFFIC, NULL});
-	tm_prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER, &info);
-	tc_wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
-	traffic(c, cl, &recv);
+	traffic_to_b(c, cl);
 	ck_assert_int_eq(tc_agent_pid(c, 1), pid_b);
 
-	for (size_t i = 0; i < nseeds; i++)
-		tm_frame_free(&seeds[i]);
-	for (size_t i = 0; i < nplains; i++)
-		tm_frame_free(&plains[i]);
+	frames_free(seeds, nseeds);
+	frames_free(plains, nplains);
 	sodium_memzero(&ch, sizeof(ch));
 	tm_fake_host_stop(&m);
 	rcds_client_close(cl);
@@ -518,26 +554,16 @@ static void told_failure(tc_cluster *c, int s, sni_chan *ch, const char *urn)
 	uint64_t deadline = tu_mono_ms() + WAIT_MS;
 	bool told = false;
 	for (uint64_t now = tu_mono_ms(); !told && now < deadline; now = tu_mono_ms()) {
-		int ms = (int)(deadline - now);
-		ck_assert_int_eq(nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVTIMEO, &ms, sizeof(ms)), 0);
-		void *buf = NULL;
-		int n = nn_recv(s, &buf, NN_MSG, 0);
-		if (n < 0)
+		Snipe__ChanBody *body = next_body(s, ch, (int)(deadline - now));
+		if (body == NULL)
 			break;
-		Snipe__ChanFrame *f = snipe__chan_frame__unpack(NULL, (size_t)n, buf);
-		nn_freemsg(buf);
-		Snipe__ChanBody *body = NULL;
-		if (f != NULL && f->welcome.len == 0 && sni_chan_open(ch, f, &body) == SNIPE_OK) {
-			for (size_t i = 0; i < body->n_fails; i++)
-				if (strcmp(body->fails[i]->to, urn) == 0) {
-					tu_assert_code(body->fails[i]->code, SNIPE_ENOTFOUND);
-					ck_assert_str_ne(body->fails[i]->error, "");
-					told = true;
-				}
-			snipe__chan_body__free_unpacked(body, NULL);
-		}
-		if (f != NULL)
-			snipe__chan_frame__free_unpacked(f, NULL);
+		for (size_t i = 0; i < body->n_fails; i++)
+			if (strcmp(body->fails[i]->to, urn) == 0) {
+				tu_assert_code(body->fails[i]->code, SNIPE_ENOTFOUND);
+				ck_assert_str_ne(body->fails[i]->error, "");
+				told = true;
+			}
+		snipe__chan_body__free_unpacked(body, NULL);
 	}
 	if (!told)
 		tc_cluster_dump_logs(c, LOG_LINES);
@@ -615,22 +641,12 @@ START_TEST(test_agent_survives_fuzzed_frames_on_a_process_port)
 	for (size_t i = 0; i < nplains; i++)
 		seeds[nseeds++] = seal_body(&none, &plains[i]);
 
-	struct tm_frame edge[4];
-	size_t nedge = edge_inputs(edge);
-	for (size_t i = 0; i < nedge; i++) {
-		send_frame(s, &edge[i]);
-		tm_frame_free(&edge[i]);
-	}
+	send_edges(s);
 	struct tu_rng r;
+	struct corpus k = {seeds, plains, nseeds, nplains, NULL, 0};
 	tu_rng_init(&r, "test_msg_fuzz port");
 	uint64_t t0 = tu_mono_ms();
-	for (int i = 0; i < FUZZ_FRAMES / 2; i++) {
-		struct tm_frame fz = fuzz_one(&r, seeds, nseeds);
-		send_frame(s, &fz);
-		tm_frame_free(&fz);
-		if (i % 256 == 0)
-			drain(s);
-	}
+	fuzz_send(&r, &k, FUZZ_FRAMES / 2, s, s);
 
 	/* as the process: a channel, then authentic frames with damaged plaintext; the
 	 * hello that opened it is a seed too (a replay now) */
@@ -642,19 +658,8 @@ START_TEST(test_agent_survives_fuzzed_frames_on_a_process_port)
 		seeds[nseeds++] = seal_body(&ch, &plains[i]);
 	for (size_t i = base; i < nseeds; i++)
 		send_frame(s, &seeds[i]);
-	for (int i = 0; i < FUZZ_FRAMES / 2; i++) {
-		struct tm_frame fz;
-		if (tu_rng_below(&r, 2) == 0) {
-			struct tm_frame p = fuzz_one(&r, plains, nplains);
-			fz = seal_raw(&ch, p.buf, p.len);
-			tm_frame_free(&p);
-		} else
-			fz = fuzz_one(&r, seeds, nseeds);
-		send_frame(s, &fz);
-		tm_frame_free(&fz);
-		if (i % 256 == 0)
-			drain(s);
-	}
+	k = (struct corpus){seeds, plains, nseeds, nplains, &ch, 2};
+	fuzz_send(&r, &k, FUZZ_FRAMES / 2, s, s);
 	fprintf(stderr, "port: %d frames sent to b's port of %s in %" PRIu64 " ms\n", FUZZ_FRAMES,
 	        recv.urn, tu_mono_ms() - t0);
 	agent_survived(c, 1, pid_b, "dropped frame (does not open) on the port of");
@@ -672,16 +677,12 @@ START_TEST(test_agent_survives_fuzzed_frames_on_a_process_port)
 	nn_close(s);
 
 	/* the program opens its port and gets every message */
-	char line[1024];
 	tu_write_file(go, "", 0, 0600);
-	tc_wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
 	traffic(c, cl, &recv);
 	ck_assert_int_eq(tc_agent_pid(c, 1), pid_b);
 
-	for (size_t i = 0; i < nseeds; i++)
-		tm_frame_free(&seeds[i]);
-	for (size_t i = 0; i < nplains; i++)
-		tm_frame_free(&plains[i]);
+	frames_free(seeds, nseeds);
+	frames_free(plains, nplains);
 	sodium_memzero(&ch, sizeof(ch));
 	snipe_key_free(pkey);
 	snipe_key_free(stranger);
@@ -738,14 +739,7 @@ START_TEST(test_agent_survives_a_frame_header_announcing_an_exabyte)
 	              (int)pid_b);
 	close(fd);
 
-	struct tm_prog recv;
-	snipe_proc_info info;
-	char line[1024];
-	tm_prog_make(&recv, c, "recv", (const char *const[]){MSG_PROG_PATH, "recv", "OUT", SENDER_URN,
-	                                                    TRAFFIC, NULL});
-	tm_prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER, &info);
-	tc_wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
-	traffic(c, cl, &recv);
+	traffic_to_b(c, cl);
 	rcds_client_close(cl);
 	stop_cluster(c);
 }
@@ -758,7 +752,8 @@ END_TEST
 /* Whether a line of agent b's log starts with prefix. */
 static bool log_line_starts(tc_cluster *c, const char *prefix)
 {
-	char *path = tu_path(tc_cluster_dir(c), "host-b.log"), *log = tu_slurp(path, NULL), line[1024];
+	char *path = tu_path(tc_cluster_dir(c), "host-b.log"), line[1024];
+	char *log = tu_slurp(path, NULL);
 	free(path);
 	bool found = log != NULL && tu_find_line(log, prefix, line, sizeof(line));
 	free(log);
