@@ -21,8 +21,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <nanomsg/nn.h>
-#include <nanomsg/pipeline.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +29,7 @@
 #include <sodium.h>
 
 #include "cluster.h"
+#include "msgtest.h"
 #include "rcds.h"
 #include "sni.h" /* the channel a fake host opens: sni_chan_*, msg.proto */
 #include "snipe.h"
@@ -50,8 +49,6 @@
 #define STREAM_MS 40000
 /* How long an agent may take to log a frame it dropped. */
 #define DROP_MS 5000
-/* A fake host's unanswered hello is sent again after this long, as agents do. */
-#define HELLO_AGAIN_MS 1000
 #define COUNT 10000
 #define CKPT_EVERY 500
 #define KILL_AT 3000            /* the receiver's host dies once it saved this far */
@@ -99,51 +96,26 @@ static tc_cluster *start_ab(const char *const *extra, rcds_client **cl)
 	return start_cluster(names, 2, extra, cl);
 }
 
-/* A msg_prog command line, the file it writes, and the strings it points to. */
-struct prog {
-	char name[64];
-	char urn[SNIPE_URN_MAX];
-	char out[4096];
-	char args[6][4096];
-	const char *argv[10];
-	size_t argc;
-};
-
 /* msg_prog MODE OUT args... (NULL-terminated) spawned as process name on host with
  * policy; it must start there. OUT is DIR/name.out. */
-static void prog_start(tc_cluster *c, rcds_client *cl, struct prog *p, const char *name,
+static void prog_start(tc_cluster *c, rcds_client *cl, struct tm_prog *p, const char *name,
                        const char *host, snipe_restart policy, const char *mode,
                        const char *const *args)
 {
-	memset(p, 0, sizeof(*p));
-	snprintf(p->name, sizeof(p->name), "%s", name);
-	snprintf(p->urn, sizeof(p->urn), "urn:snipe:proc:%s", name);
-	snprintf(p->out, sizeof(p->out), "%s/%s.out", tc_cluster_dir(c), name);
-	p->argv[0] = MSG_PROG_PATH;
-	p->argv[1] = mode;
-	p->argv[2] = p->out;
-	p->argc = 3;
+	const char *argv[TM_PROG_ARGS + 1] = {MSG_PROG_PATH, mode, "OUT"};
+	size_t n = 3;
 	for (size_t i = 0; args[i] != NULL; i++) {
-		ck_assert_uint_lt(i, sizeof(p->args) / sizeof(p->args[0]));
-		snprintf(p->args[i], sizeof(p->args[i]), "%s", args[i]);
-		p->argv[p->argc++] = p->args[i];
+		ck_assert_uint_lt(n, TM_PROG_ARGS);
+		argv[n++] = args[i];
 	}
-
-	snipe_spawn_opts o = {.name = p->name, .host = host, .restart = policy, .argv = p->argv,
-	                      .argc = p->argc};
 	snipe_proc_info info;
-	char err[256] = "";
-	int rc = snipe_spawn(cl, &o, &info, err, sizeof(err));
-	if (rc != SNIPE_OK)
-		tc_cluster_dump_logs(c, LOG_LINES);
-	ck_assert_msg(rc == SNIPE_OK, "spawn %s: %s (%s)", p->name, snipe_errname(rc), err);
-	ck_assert_str_eq(info.urn, p->urn);
-	ck_assert_str_eq(info.host, host);
+	tm_prog_make(p, c, name, argv);
+	tm_prog_spawn(c, cl, p, host, policy, &info);
 }
 
 /* Waits at most timeout_ms until p's output has a line starting with prefix; the first
  * such line must be want. */
-static void expect_line(tc_cluster *c, const struct prog *p, const char *prefix,
+static void expect_line(tc_cluster *c, const struct tm_prog *p, const char *prefix,
                         int timeout_ms, const char *want)
 {
 	char line[1024];
@@ -153,7 +125,7 @@ static void expect_line(tc_cluster *c, const struct prog *p, const char *prefix,
 
 /* A receiver's verdict (recv and ckrecv modes' last word): count messages taken, each
  * once, in order, intact. */
-static void expect_received(tc_cluster *c, const struct prog *recv, int count)
+static void expect_received(tc_cluster *c, const struct tm_prog *recv, int count)
 {
 	char want[128];
 	snprintf(want, sizeof(want), "e1 received %d in-order %d dups 0 gaps 0 bad 0", count,
@@ -161,28 +133,13 @@ static void expect_received(tc_cluster *c, const struct prog *recv, int count)
 	expect_line(c, recv, "e1 received ", STREAM_MS, want);
 }
 
-/* Waits until p has ended, which must be exit 0; its last record into out. */
-static void prog_wait_ok(tc_cluster *c, rcds_client *cl, const struct prog *p, int timeout_ms,
-                         snipe_proc_info *out)
-{
-	tc_wait_ended(c, cl, p->urn, timeout_ms, out);
-	if (strcmp(out->state, "exited") != 0 || out->exit_code != 0) {
-		char *text = tu_slurp(p->out, NULL);
-		fprintf(stderr, "--- %s ---\n%s", p->out, text != NULL ? text : "(none)\n");
-		free(text);
-		tc_cluster_dump_logs(c, LOG_LINES);
-	}
-	ck_assert_str_eq(out->state, "exited");
-	ck_assert_int_eq(out->exit_code, 0);
-}
-
 /* Waits until p has ended with exit 0 after exactly one restart, its last run on host at
  * epoch. */
-static void prog_wait_restarted(tc_cluster *c, rcds_client *cl, const struct prog *p,
+static void prog_wait_restarted(tc_cluster *c, rcds_client *cl, const struct tm_prog *p,
                                 const char *host, uint64_t epoch)
 {
 	snipe_proc_info info;
-	prog_wait_ok(c, cl, p, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, p, WAIT_MS, &info);
 	ck_assert_str_eq(info.host, host);
 	ck_assert_uint_eq(info.epoch, epoch);
 	ck_assert_uint_eq(info.restarts, 1);
@@ -190,11 +147,11 @@ static void prog_wait_restarted(tc_cluster *c, rcds_client *cl, const struct pro
 
 /* A sender's end (send, burst and more modes): exit 0, its last word "e1 sent COUNT
  * flush 0", its flush having seen every message taken. */
-static void expect_sent(tc_cluster *c, rcds_client *cl, const struct prog *send, int count)
+static void expect_sent(tc_cluster *c, rcds_client *cl, const struct tm_prog *send, int count)
 {
 	snipe_proc_info info;
 	char want[64];
-	prog_wait_ok(c, cl, send, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, send, WAIT_MS, &info);
 	snprintf(want, sizeof(want), "e1 sent %d flush 0", count);
 	expect_line(c, send, "e1 sent ", WAIT_MS, want);
 }
@@ -254,7 +211,7 @@ static void order_run(const char *mode)
 {
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_ab(NULL, &cl);
-	struct prog recv, send;
+	struct tm_prog recv, send;
 	snipe_proc_info info;
 	char count[24];
 	snprintf(count, sizeof(count), "%d", COUNT);
@@ -268,7 +225,7 @@ static void order_run(const char *mode)
 	expect_received(c, &recv, COUNT);
 	fprintf(stderr, "order (%s): %d messages a -> b in %" PRIu64 " ms\n", mode, COUNT,
 	        tu_mono_ms() - t0);
-	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 	expect_sent(c, cl, &send, COUNT);
 	rcds_client_close(cl);
 	stop_cluster(c);
@@ -296,7 +253,7 @@ START_TEST(test_receiver_that_does_not_read_bounds_what_the_agents_hold)
 	rcds_client *cl = NULL;
 	small_asan_quarantine();
 	tc_cluster *c = start_ab(buffer, &cl);
-	struct prog recv, send;
+	struct tm_prog recv, send;
 	snipe_proc_info info;
 	char line[1024], count[24], size[24];
 	char *go = tu_path(tc_cluster_dir(c), "go");
@@ -328,7 +285,7 @@ START_TEST(test_receiver_that_does_not_read_bounds_what_the_agents_hold)
 	tu_write_file(go, "", 0, 0600);
 	expect_received(c, &recv, SLOW_COUNT);
 	expect_sent(c, cl, &send, SLOW_COUNT);
-	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 	free(go);
 	rcds_client_close(cl);
 	stop_cluster(c);
@@ -344,7 +301,7 @@ START_TEST(test_messages_sent_with_more_arrive_once_each_in_order)
 {
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_ab(NULL, &cl);
-	struct prog recv, send;
+	struct tm_prog recv, send;
 	snipe_proc_info info;
 	char count[24];
 	char *go = tu_path(tc_cluster_dir(c), "go");
@@ -364,7 +321,7 @@ START_TEST(test_messages_sent_with_more_arrive_once_each_in_order)
 
 	tu_write_file(go, "", 0, 0600);
 	expect_sent(c, cl, &send, MORE_COUNT);
-	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 	free(go);
 	rcds_client_close(cl);
 	stop_cluster(c);
@@ -379,7 +336,7 @@ START_TEST(test_recv_hands_over_a_message_held_back_by_more)
 {
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_ab(NULL, &cl);
-	struct prog echo, ask;
+	struct tm_prog echo, ask;
 	snipe_proc_info info;
 	char line[1024], rounds[24], wait[24];
 	snprintf(rounds, sizeof(rounds), "%d", ASK_ROUNDS);
@@ -400,8 +357,8 @@ START_TEST(test_recv_hands_over_a_message_held_back_by_more)
 		free(said);
 	}
 	ck_assert_str_eq(line, "e1 asked 3 replies 3");
-	prog_wait_ok(c, cl, &ask, WAIT_MS, &info);
-	prog_wait_ok(c, cl, &echo, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, &ask, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, &echo, WAIT_MS, &info);
 	char *text = tu_slurp(echo.out, NULL);
 	ck_assert_str_eq(text, "e1 ready\ne1 echoed 3\n");
 	free(text);
@@ -421,7 +378,7 @@ START_TEST(test_receiver_moved_by_a_host_kill_resumes_right_after_its_checkpoint
 	static const char *const names[] = {"a", "b", "c"};
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_cluster(names, 3, NULL, &cl);
-	struct prog recv, send;
+	struct tm_prog recv, send;
 	char line[1024], count[24], every[24], prefix[64];
 	snprintf(count, sizeof(count), "%d", COUNT);
 	snprintf(every, sizeof(every), "%d", CKPT_EVERY);
@@ -485,7 +442,7 @@ START_TEST(test_receiver_restarted_without_a_checkpoint_resumes_within_the_send_
 {
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_ab(NULL, &cl);
-	struct prog recv, send;
+	struct tm_prog recv, send;
 	char line[1024], count[24], crash_at[24], want[1024];
 	snprintf(count, sizeof(count), "%d", CRASH_COUNT);
 	snprintf(crash_at, sizeof(crash_at), "%d", CRASH_AT);
@@ -529,7 +486,7 @@ START_TEST(test_sender_restarted_from_its_checkpoint_is_received_once)
 {
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_ab(NULL, &cl);
-	struct prog recv, send;
+	struct tm_prog recv, send;
 	snipe_proc_info info;
 	char count[24], every[24], crash_at[24];
 	snprintf(count, sizeof(count), "%d", CKSEND_COUNT);
@@ -545,7 +502,7 @@ START_TEST(test_sender_restarted_from_its_checkpoint_is_received_once)
 	expect_received(c, &recv, CKSEND_COUNT);
 	fprintf(stderr, "restart: sender resumed from its checkpoint, %d messages in %" PRIu64
 	        " ms\n", CKSEND_COUNT, tu_mono_ms() - t0);
-	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 
 	prog_wait_restarted(c, cl, &send, "a", 1);
 	char want[1024], *w = want, *end = want + sizeof(want);
@@ -577,12 +534,12 @@ START_TEST(test_send_to_a_urn_naming_no_process_fails_with_enotfound)
 	static const char *const timeout[] = {"--msg-timeout-ms", UNKNOWN_TIMEOUT, NULL};
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_cluster(names, 1, timeout, &cl);
-	struct prog p;
+	struct tm_prog p;
 	snipe_proc_info info;
 	char line[1024];
 	prog_start(c, cl, &p, "lost", "a", SNIPE_RESTART_NEVER, "unknown",
 	           (const char *const[]){"urn:snipe:proc:nobody", NULL});
-	prog_wait_ok(c, cl, &p, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, &p, WAIT_MS, &info);
 	tc_wait_line(c, p.out, "e1 code ", WAIT_MS, line, sizeof(line));
 	int code = 0;
 	uint64_t elapsed = 0;
@@ -597,181 +554,15 @@ END_TEST
 
 /* ---------------------------------------------------------------- security */
 
-/* The fake host: a key registered with role host for "mallory", its host record (pubkey,
- * msg_address), and the NN_PULL socket at that address where agents answer it. */
-struct mallory {
-	snipe_key *key;
-	char endpoint[64];
-	int pull;
-	int push;          /* to the agent under attack */
-	uint8_t agent_pk[SNIPE_PK_BYTES];
-};
-
-#define FAKE_HOST "mallory"
-#define FAKE_PROC "urn:snipe:proc:mallory-proc"
-
-/* The public key the catalog records for host name. */
-static void host_pubkey(rcds_client *cl, const char *name, uint8_t pk[SNIPE_PK_BYTES])
-{
-	char urn[SNIPE_URN_MAX], err[256] = "";
-	rcds_list l = {0};
-	snprintf(urn, sizeof(urn), "urn:snipe:host:%s", name);
-	int rc = rcds_get(cl, urn, &l, err, sizeof(err));
-	ck_assert_msg(rc == SNIPE_OK, "get %s: %s (%s)", urn, snipe_errname(rc), err);
-	bool found = false;
-	for (size_t i = 0; i < l.count; i++)
-		if (strcmp(l.items[i].attr, "pubkey") == 0) {
-			tu_assert_code(snipe_pk_parse((const char *)l.items[i].value, pk), SNIPE_OK);
-			found = true;
-		}
-	rcds_list_free(&l);
-	ck_assert_msg(found, "%s has no pubkey", urn);
-}
-
-/* Registers mallory as the admin and waits until every replica has it; listens at its
- * msg_address and connects to agent i's message endpoint. */
-static void mallory_start(tc_cluster *c, rcds_client *cl, int i, const char *agent,
-                          struct mallory *m)
-{
-	char pk[SNIPE_PK_HEX], err[256] = "";
-	int ms = 5000;
-	ck_assert_int_eq(snipe_key_generate(&m->key), SNIPE_OK);
-	snprintf(m->endpoint, sizeof(m->endpoint), "tcp://127.0.0.1:%d", tc_cluster_port(c));
-	m->pull = nn_socket(AF_SP, NN_PULL);
-	ck_assert_int_ge(m->pull, 0);
-	ck_assert_msg(nn_bind(m->pull, m->endpoint) >= 0, "bind %s: %s", m->endpoint,
-	              nn_strerror(nn_errno()));
-	m->push = nn_socket(AF_SP, NN_PUSH);
-	ck_assert_int_ge(m->push, 0);
-	ck_assert_int_eq(nn_setsockopt(m->push, NN_SOL_SOCKET, NN_SNDTIMEO, &ms, sizeof(ms)), 0);
-	ck_assert_int_ge(nn_connect(m->push, tc_agent_msg_endpoint(c, i)), 0);
-	host_pubkey(cl, agent, m->agent_pk);
-
-	rcds_batch *b = NULL;
-	uint64_t index = 0;
-	snipe_pk_hex(snipe_key_public(m->key), pk);
-	ck_assert_int_eq(rcds_batch_new(&b), SNIPE_OK);
-	ck_assert_int_eq(rcds_batch_put_key(b, snipe_key_public(m->key), "host", FAKE_HOST),
-	                 SNIPE_OK);
-	ck_assert_int_eq(rcds_batch_put_text(b, "urn:snipe:host:" FAKE_HOST, "pubkey", pk),
-	                 SNIPE_OK);
-	ck_assert_int_eq(rcds_batch_put_text(b, "urn:snipe:host:" FAKE_HOST, "msg_address",
-	                                     m->endpoint), SNIPE_OK);
-	int rc = rcds_write(cl, b, &index, err, sizeof(err));
-	rcds_batch_free(b);
-	ck_assert_msg(rc == SNIPE_OK, "register %s: %s (%s)", FAKE_HOST, snipe_errname(rc), err);
-	tu_assert_code(tc_cluster_wait_all_applied(c, index, WAIT_MS), SNIPE_OK);
-}
-
-static void mallory_stop(struct mallory *m)
-{
-	nn_close(m->push);
-	nn_close(m->pull);
-	snipe_key_free(m->key);
-}
-
-static void mallory_send(struct mallory *m, const uint8_t *frame, size_t len)
-{
-	ck_assert_msg(nn_send(m->push, frame, len, 0) == (int)len, "send to the agent: %s",
-	              nn_strerror(nn_errno()));
-}
-
-/* The next frame the agent sends mallory within timeout_ms that is a welcome (other
- * frames, e.g. acknowledgements, are skipped), or NULL. Free with
- * snipe__chan_frame__free_unpacked. */
-static Snipe__ChanFrame *mallory_welcome(struct mallory *m, int timeout_ms)
-{
-	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
-	for (uint64_t now = tu_mono_ms(); now < deadline; now = tu_mono_ms()) {
-		int ms = (int)(deadline - now);
-		ck_assert_int_eq(nn_setsockopt(m->pull, NN_SOL_SOCKET, NN_RCVTIMEO, &ms, sizeof(ms)),
-		                 0);
-		void *buf = NULL;
-		int n = nn_recv(m->pull, &buf, NN_MSG, 0);
-		if (n < 0)
-			break;
-		Snipe__ChanFrame *f = snipe__chan_frame__unpack(NULL, (size_t)n, buf);
-		nn_freemsg(buf);
-		if (f != NULL && f->welcome.len > 0)
-			return f;
-		if (f != NULL)
-			snipe__chan_frame__free_unpacked(f, NULL);
-	}
-	return NULL;
-}
-
 /* A hello signed by k from `from` to `to`, sent; the opener's half into h. */
-static void mallory_hello(struct mallory *m, const snipe_key *k, const char *from,
+static void mallory_hello(struct tm_fake_host *m, const snipe_key *k, const char *from,
                           const char *to, sni_chan_opener *h)
 {
 	uint8_t *frame = NULL;
 	size_t len = 0;
 	tu_assert_code(sni_chan_hello(k, from, to, h, &frame, &len), SNIPE_OK);
-	mallory_send(m, frame, len);
+	tm_send(m->push, frame, len);
 	free(frame);
-}
-
-/* The ChanHello of a welcome, checked: signed by the agent's key (in v's keyring). */
-static Snipe__ChanHello *welcome_open(snipe_verifier *v, const Snipe__ChanFrame *f)
-{
-	snipe_env_msg env = {0};
-	char err[256] = "";
-	int rc = snipe_env_open(v, f->welcome.data, f->welcome.len, SNIPE_MSG_CHAN_HELLO, &env, err,
-	                        sizeof(err));
-	ck_assert_msg(rc == SNIPE_OK, "welcome: %s (%s)", snipe_errname(rc), err);
-	Snipe__ChanHello *w = snipe__chan_hello__unpack(NULL, env.body_len, env.body);
-	ck_assert_ptr_nonnull(w);
-	snipe_env_msg_clear(&env);
-	return w;
-}
-
-/*
- * Opens a channel with the agent (host name agent) as mallory: a hello, and a welcome
- * signed by the agent's key, from it to mallory, answering that hello. As an agent does
- * (agents/peer.c), a hello unanswered for HELLO_AGAIN_MS is sent again, fresh: the
- * transport may lose frames.
- */
-static void mallory_open(tc_cluster *c, struct mallory *m, const char *agent, sni_chan *ch)
-{
-	snipe_keyring *kr = NULL;
-	snipe_verifier *v = NULL;
-	ck_assert_int_eq(snipe_keyring_new(&kr), SNIPE_OK);
-	ck_assert_int_eq(snipe_keyring_add(kr, m->agent_pk), SNIPE_OK);
-	ck_assert_int_eq(snipe_verifier_new(kr, SNIPE_SKEW_DEFAULT_MS, SNIPE_REPLAY_DEFAULT_CAP, &v),
-	                 SNIPE_OK);
-	uint64_t deadline = tu_mono_ms() + WAIT_MS;
-	bool open = false;
-	int hellos = 0;
-	while (!open && tu_mono_ms() < deadline) {
-		sni_chan_opener h;
-		mallory_hello(m, m->key, FAKE_HOST, agent, &h);
-		hellos++;
-		uint64_t until = tu_mono_ms() + HELLO_AGAIN_MS;
-		Snipe__ChanFrame *f = NULL;
-		for (uint64_t now = tu_mono_ms(); !open && now < until; now = tu_mono_ms()) {
-			if ((f = mallory_welcome(m, (int)(until - now))) == NULL)
-				break;
-			Snipe__ChanHello *w = welcome_open(v, f);
-			if (w->nonce.len == sizeof(h.nonce) &&
-			    memcmp(w->nonce.data, h.nonce, sizeof(h.nonce)) == 0) {
-				ck_assert_str_eq(w->from, agent);
-				ck_assert_str_eq(w->to, FAKE_HOST);
-				ck_assert_int_eq(w->code, 0);
-				tu_assert_code(sni_chan_complete(&h, w, ch), SNIPE_OK);
-				open = true;
-			} /* else: the answer to an earlier hello */
-			snipe__chan_hello__free_unpacked(w, NULL);
-			snipe__chan_frame__free_unpacked(f, NULL);
-		}
-		sodium_memzero(&h, sizeof(h));
-	}
-	if (!open)
-		tc_cluster_dump_logs(c, LOG_LINES);
-	ck_assert_msg(open, "agent %s did not welcome a registered host (%d hellos)", agent, hellos);
-	if (hellos > 1)
-		fprintf(stderr, "security: agent %s welcomed hello number %d\n", agent, hellos);
-	snipe_verifier_free(v);
-	snipe_keyring_free(kr);
 }
 
 /* A sealed frame (malloc'd) holding one message from mallory's process to `to`. */
@@ -780,14 +571,14 @@ static uint8_t *mallory_msg(sni_chan *ch, const uint8_t stream[16], const char *
 {
 	Snipe__Msg g = SNIPE__MSG__INIT;
 	Snipe__Msg *gp = &g;
-	g.from = FAKE_PROC;
+	g.from = TM_FAKE_PROC;
 	g.stream = (ProtobufCBinaryData){16, (uint8_t *)stream};
 	g.to = (char *)to;
 	g.seq = seq;
 	g.floor = 0;
 	g.tag = 1;
 	g.data = (ProtobufCBinaryData){strlen(data), (uint8_t *)data};
-	g.origin = FAKE_HOST;
+	g.origin = TM_FAKE_HOST;
 	Snipe__ChanBody body = SNIPE__CHAN_BODY__INIT;
 	body.msgs = &gp;
 	body.n_msgs = 1;
@@ -840,13 +631,13 @@ static void wait_log_count(tc_cluster *c, const char *host, const char *text, in
 
 /* A hello agent b must drop: it logs "dropped hello (" once more (n times in all) and
  * sends no welcome. */
-static void hello_dropped(tc_cluster *c, struct mallory *m, const snipe_key *k,
+static void hello_dropped(tc_cluster *c, struct tm_fake_host *m, const snipe_key *k,
                           const char *from, const char *to, int n)
 {
 	sni_chan_opener h;
 	mallory_hello(m, k, from, to, &h);
 	wait_log_count(c, "b", "dropped hello (", n);
-	Snipe__ChanFrame *f = mallory_welcome(m, 300);
+	Snipe__ChanFrame *f = tm_next_welcome(m->pull, 300);
 	ck_assert_msg(f == NULL, "agent b welcomed hello number %d", n);
 	sodium_memzero(&h, sizeof(h));
 }
@@ -860,7 +651,7 @@ START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 {
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_ab(NULL, &cl);
-	struct prog recv;
+	struct tm_prog recv;
 	snipe_proc_info info;
 	char want[512];
 	char *stop = tu_path(tc_cluster_dir(c), "stop");
@@ -868,23 +659,23 @@ START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 	           (const char *const[]){stop, NULL});
 	expect_line(c, &recv, "e1 ", WAIT_MS, "e1 ready");
 
-	struct mallory m;
+	struct tm_fake_host m;
 	sni_chan ch;
 	uint8_t stream[16];
 	size_t len = 0;
-	mallory_start(c, cl, 1, "b", &m);
-	mallory_open(c, &m, "b", &ch);
+	tm_fake_host_start(c, cl, 1, "b", &m);
+	tm_fake_host_open(c, &m, "b", &ch, NULL, NULL);
 	randombytes_buf(stream, sizeof(stream));
 
 	/* one valid message */
 	uint8_t *valid = mallory_msg(&ch, stream, recv.urn, 1, "hello", &len);
-	mallory_send(&m, valid, len);
+	tm_send(m.push, valid, len);
 	expect_line(c, &recv, "e1 msg ", WAIT_MS,
-	            "e1 msg from=" FAKE_PROC " tag=1 len=5 data=hello");
+	            "e1 msg from=" TM_FAKE_PROC " tag=1 len=5 data=hello");
 
 	/* the same bytes again */
 	ck_assert_int_eq(log_count(c, "b", "dropped frame (replayed)"), 0);
-	mallory_send(&m, valid, len);
+	tm_send(m.push, valid, len);
 	wait_log_count(c, "b", "dropped frame (replayed)", 1);
 	free(valid);
 
@@ -892,7 +683,7 @@ START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 	ck_assert_int_eq(log_count(c, "b", "dropped frame (forged)"), 0);
 	uint8_t *next = mallory_msg(&ch, stream, recv.urn, 2, "forged", &len);
 	uint8_t *forged = flip_sealed(next, &len);
-	mallory_send(&m, forged, len);
+	tm_send(m.push, forged, len);
 	wait_log_count(c, "b", "dropped frame (forged)", 1);
 	free(next);
 	free(forged);
@@ -904,9 +695,9 @@ START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 	ck_assert_int_eq(snipe_key_generate(&stranger), SNIPE_OK);
 	tu_assert_code(snipe_key_load(a_key, &host_a, err, sizeof(err)), SNIPE_OK);
 	ck_assert_int_eq(log_count(c, "b", "dropped hello ("), 0);
-	hello_dropped(c, &m, stranger, FAKE_HOST, "b", 1);
-	hello_dropped(c, &m, host_a, FAKE_HOST, "b", 2);
-	hello_dropped(c, &m, m.key, FAKE_HOST, "a", 3);
+	hello_dropped(c, &m, stranger, TM_FAKE_HOST, "b", 1);
+	hello_dropped(c, &m, host_a, TM_FAKE_HOST, "b", 2);
+	hello_dropped(c, &m, m.key, TM_FAKE_HOST, "a", 3);
 	snipe_key_free(stranger);
 	snipe_key_free(host_a);
 	free(a_key);
@@ -917,22 +708,22 @@ START_TEST(test_agent_drops_replayed_forged_and_unauthenticated_frames)
 	randombytes_buf(fake.id, sizeof(fake.id));
 	randombytes_buf(fake.tx, sizeof(fake.tx));
 	uint8_t *unknown = mallory_msg(&fake, stream, recv.urn, 2, "unknown", &len);
-	mallory_send(&m, unknown, len);
+	tm_send(m.push, unknown, len);
 	wait_log_count(c, "b", "dropped frame (unknown channel)", 1);
 	free(unknown);
 
 	/* nothing else reached the process */
 	tu_write_file(stop, "", 0, 0600);
 	expect_line(c, &recv, "e1 end ", WAIT_MS, "e1 end count 1");
-	prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, &recv, WAIT_MS, &info);
 	char *text = tu_slurp(recv.out, NULL);
 	snprintf(want, sizeof(want), "e1 ready\ne1 msg from=%s tag=1 len=5 data=hello\n"
-	         "e1 end count 1\n", FAKE_PROC);
+	         "e1 end count 1\n", TM_FAKE_PROC);
 	ck_assert_str_eq(text, want);
 	free(text);
 	free(stop);
 	sodium_memzero(&ch, sizeof(ch));
-	mallory_stop(&m);
+	tm_fake_host_stop(&m);
 	rcds_client_close(cl);
 	stop_cluster(c);
 }

@@ -31,6 +31,7 @@
 #include <sodium.h>
 
 #include "cluster.h"
+#include "msgtest.h"
 #include "rcds.h"
 #include "sni.h" /* channels (sni_chan_*), msg.proto */
 #include "snipe.h"
@@ -52,10 +53,7 @@
 #define TRAFFIC_DONE "e1 received 300 in-order 300 dups 0 gaps 0 bad 0"
 #define SENDER_URN "urn:snipe:proc:sender"
 #define NOBODY_URN "urn:snipe:proc:nobody-here"
-#define FAKE_HOST "mallory"
-#define FAKE_PROC "urn:snipe:proc:mallory-proc"
 #define HELLO_AGAIN_MS 1000
-#define SEND_MS 5000
 /* Messages to URNs that name nothing fail after this long (a short --msg-timeout-ms,
  * so the failures come while the test still holds the port). */
 #define MSG_TIMEOUT "1000"
@@ -74,146 +72,36 @@ static tc_cluster *start_cluster(const char *const *extra, rcds_client **cl)
 	return c;
 }
 
-/* The whole file (NUL-terminated, malloc'd; *len its size without the NUL), or NULL. */
-static char *slurp_len(const char *path, size_t *len)
+/* Once recv (msg_prog recv on b) is ready, the sender on host a: TRAFFIC messages to
+ * recv (msg_prog send); they must all arrive once, in order, intact, and both processes
+ * end well. */
+static void traffic(tc_cluster *c, rcds_client *cl, const struct tm_prog *recv)
 {
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return NULL;
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	for (size_t got; buf != NULL && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-		n += got;
-		if (n + 1 == cap) {
-			char *grown = realloc(buf, cap *= 2);
-			if (grown == NULL)
-				free(buf);
-			buf = grown;
-		}
-	}
-	fclose(f);
-	if (buf != NULL)
-		buf[n] = '\0';
-	if (len != NULL)
-		*len = n;
-	return buf;
-}
-
-static char *slurp(const char *path)
-{
-	return slurp_len(path, NULL);
-}
-
-/* The first line of text that starts with prefix into out; false if none. */
-static bool find_line(const char *text, const char *prefix, char *out, size_t len)
-{
-	size_t plen = strlen(prefix);
-	for (const char *p = text; p != NULL && *p != '\0';) {
-		const char *nl = strchr(p, '\n');
-		size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
-		if (n >= plen && strncmp(p, prefix, plen) == 0) {
-			snprintf(out, len, "%.*s", (int)n, p);
-			return true;
-		}
-		p = nl != NULL ? nl + 1 : NULL;
-	}
-	return false;
-}
-
-/* Waits at most timeout_ms until the file at path has a line starting with prefix;
- * that line into out. */
-static void wait_line(tc_cluster *c, const char *path, const char *prefix, int timeout_ms,
-                      char *out, size_t len)
-{
-	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
-	for (;;) {
-		char *text = slurp(path);
-		bool found = text != NULL && find_line(text, prefix, out, len);
-		if (!found && text != NULL && tu_mono_ms() >= deadline)
-			fprintf(stderr, "--- %s ---\n%s", path, text);
-		free(text);
-		if (found)
-			return;
-		if (tu_mono_ms() >= deadline)
-			break;
-		tu_sleep_ms(POLL_MS);
-	}
-	tc_cluster_dump_logs(c, LOG_LINES);
-	ck_abort_msg("no line '%s...' in %s after %d ms", prefix, path, timeout_ms);
-}
-
-/* A process to spawn: its name, URN, output file and command line. */
-struct prog {
-	char name[64];
-	char urn[SNIPE_URN_MAX];
-	char out[4096];
-	char args[10][4096];
-	const char *argv[10];
-	size_t argc;
-};
-
-/* args (NULL-terminated) as the command of process name; "OUT" in args stands for
- * DIR/name.out. */
-static void prog_make(struct prog *p, tc_cluster *c, const char *name, const char *const *args)
-{
-	memset(p, 0, sizeof(*p));
-	snprintf(p->name, sizeof(p->name), "%s", name);
-	snprintf(p->urn, sizeof(p->urn), "urn:snipe:proc:%s", name);
-	snprintf(p->out, sizeof(p->out), "%s/%s.out", tc_cluster_dir(c), name);
-	for (size_t i = 0; args[i] != NULL; i++) {
-		ck_assert_uint_lt(i, sizeof(p->args) / sizeof(p->args[0]));
-		const char *arg = strcmp(args[i], "OUT") == 0 ? p->out : args[i];
-		snprintf(p->args[i], sizeof(p->args[i]), "%s", arg);
-		p->argv[p->argc++] = p->args[i];
-	}
-}
-
-/* Spawns p on host (never restarted); it must start there. Its record into info. */
-static void prog_spawn(tc_cluster *c, rcds_client *cl, const struct prog *p, const char *host,
-                       snipe_proc_info *info)
-{
-	snipe_spawn_opts o = {.name = p->name, .host = host, .restart = SNIPE_RESTART_NEVER,
-	                      .argv = p->argv, .argc = p->argc};
-	char err[256] = "";
-	int rc = snipe_spawn(cl, &o, info, err, sizeof(err));
-	if (rc != SNIPE_OK)
-		tc_cluster_dump_logs(c, LOG_LINES);
-	ck_assert_msg(rc == SNIPE_OK, "spawn %s: %s (%s)", p->name, snipe_errname(rc), err);
-	ck_assert_str_eq(info->host, host);
-}
-
-/* Waits until p has ended, which must be exit 0. */
-static void prog_wait_ok(tc_cluster *c, rcds_client *cl, const struct prog *p)
-{
-	snipe_proc_info out;
-	tc_wait_ended(c, cl, p->urn, WAIT_MS, &out);
-	if (strcmp(out.state, "exited") != 0 || out.exit_code != 0) {
-		char *text = slurp(p->out);
-		fprintf(stderr, "--- %s ---\n%s", p->out, text != NULL ? text : "(none)\n");
-		free(text);
-		tc_cluster_dump_logs(c, LOG_LINES);
-	}
-	ck_assert_str_eq(out.state, "exited");
-	ck_assert_int_eq(out.exit_code, 0);
-}
-
-/* The sender on host a: TRAFFIC messages to recv (msg_prog send); they must all arrive
- * once, in order, intact, and both processes end well. */
-static void traffic(tc_cluster *c, rcds_client *cl, const struct prog *recv)
-{
-	struct prog send;
+	struct tm_prog send;
 	snipe_proc_info info;
 	char line[1024];
-	prog_make(&send, c, "sender", (const char *const[]){MSG_PROG_PATH, "send", "OUT",
+	tc_wait_line(c, recv->out, "e1 ready", WAIT_MS, line, sizeof(line));
+	tm_prog_make(&send, c, "sender", (const char *const[]){MSG_PROG_PATH, "send", "OUT",
 	                                                      recv->urn, TRAFFIC, "64", "0", "0",
 	                                                      NULL});
-	prog_spawn(c, cl, &send, "a", &info);
-	wait_line(c, recv->out, "e1 received ", STREAM_MS, line, sizeof(line));
+	tm_prog_spawn(c, cl, &send, "a", SNIPE_RESTART_NEVER, &info);
+	tc_wait_line(c, recv->out, "e1 received ", STREAM_MS, line, sizeof(line));
 	ck_assert_str_eq(line, TRAFFIC_DONE);
-	prog_wait_ok(c, cl, recv);
-	prog_wait_ok(c, cl, &send);
-	wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
+	tm_prog_wait_ok(c, cl, recv, WAIT_MS, &info);
+	tm_prog_wait_ok(c, cl, &send, WAIT_MS, &info);
+	tc_wait_line(c, send.out, "e1 sent ", WAIT_MS, line, sizeof(line));
 	ck_assert_str_eq(line, "e1 sent " TRAFFIC " flush 0");
+}
+
+/* traffic to a receiver on b spawned for it. */
+static void traffic_to_b(tc_cluster *c, rcds_client *cl)
+{
+	struct tm_prog recv;
+	snipe_proc_info info;
+	tm_prog_make(&recv, c, "recv", (const char *const[]){MSG_PROG_PATH, "recv", "OUT",
+	                                                    SENDER_URN, TRAFFIC, NULL});
+	tm_prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER, &info);
+	traffic(c, cl, &recv);
 }
 
 /* The agent i still runs, as pid, and logged drops. */
@@ -231,41 +119,15 @@ static void agent_survived(tc_cluster *c, int i, pid_t pid, const char *dropped)
 
 /* ------------------------------------------------------------------- frames */
 
-struct frame {
-	uint8_t *buf;
-	size_t len;
-};
-
-static void frame_free(struct frame *f)
+static void frames_free(struct tm_frame *f, size_t n)
 {
-	free(f->buf);
-	f->buf = NULL;
-	f->len = 0;
+	for (size_t i = 0; i < n; i++)
+		tm_frame_free(&f[i]);
 }
 
-static struct frame frame_copy(const void *buf, size_t len)
+static struct tm_frame frame_copy(const void *buf, size_t len)
 {
-	struct frame f = {tu_copy(buf, len), len};
-	return f;
-}
-
-static struct frame pack_frame(const Snipe__ChanFrame *m)
-{
-	struct frame f;
-	f.len = snipe__chan_frame__get_packed_size(m);
-	f.buf = malloc(f.len > 0 ? f.len : 1);
-	ck_assert_ptr_nonnull(f.buf);
-	ck_assert_uint_eq(snipe__chan_frame__pack(m, f.buf), f.len);
-	return f;
-}
-
-static struct frame pack_body(const Snipe__ChanBody *b)
-{
-	struct frame f;
-	f.len = snipe__chan_body__get_packed_size(b);
-	f.buf = malloc(f.len > 0 ? f.len : 1);
-	ck_assert_ptr_nonnull(f.buf);
-	ck_assert_uint_eq(snipe__chan_body__pack(b, f.buf), f.len);
+	struct tm_frame f = {tu_copy(buf, len), len};
 	return f;
 }
 
@@ -273,7 +135,7 @@ static struct frame pack_body(const Snipe__ChanBody *b)
  * chan.c seals (msg.proto: the counter little-endian after 4 zero bytes is the nonce,
  * the id the associated data): its receiver cannot tell it from a real one until it
  * decodes the plaintext. */
-static struct frame seal_raw(sni_chan *ch, const uint8_t *plain, size_t len)
+static struct tm_frame seal_raw(sni_chan *ch, const uint8_t *plain, size_t len)
 {
 	uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES] = {0};
 	uint8_t *sealed = malloc(len + crypto_aead_chacha20poly1305_ietf_ABYTES);
@@ -288,14 +150,14 @@ static struct frame seal_raw(sni_chan *ch, const uint8_t *plain, size_t len)
 	m.id = (ProtobufCBinaryData){sizeof(ch->id), ch->id};
 	m.counter = counter;
 	m.sealed = (ProtobufCBinaryData){(size_t)slen, sealed};
-	struct frame f = pack_frame(&m);
+	struct tm_frame f = tm_pack(&m.base);
 	free(sealed);
 	return f;
 }
 
 /* Plaintext seeds: ChanBodies as a peer or a process might send them, none addressed to
  * a process of the test (from, origin: the sender's names; ack_origin: where acks go). */
-static size_t body_seeds(struct frame *out, size_t cap, const char *from, const char *origin,
+static size_t body_seeds(struct tm_frame *out, size_t cap, const char *from, const char *origin,
                          const char *ack_origin)
 {
 	uint8_t stream[16];
@@ -340,13 +202,13 @@ static size_t body_seeds(struct frame *out, size_t cap, const char *from, const 
 	ck_assert_uint_ge(cap, 4);
 	b.msgs = gp;
 	b.n_msgs = 3;
-	out[n++] = pack_body(&b);
+	out[n++] = tm_pack(&b.base);
 	b = (Snipe__ChanBody)SNIPE__CHAN_BODY__INIT;
 	b.acks = &kp;
 	b.n_acks = 1;
 	b.bounces = &bop;
 	b.n_bounces = 1;
-	out[n++] = pack_body(&b);
+	out[n++] = tm_pack(&b.base);
 	b = (Snipe__ChanBody)SNIPE__CHAN_BODY__INIT;
 	b.msgs = gp;
 	b.n_msgs = 1;
@@ -356,10 +218,10 @@ static size_t body_seeds(struct frame *out, size_t cap, const char *from, const 
 	b.n_fails = 1;
 	b.accepted = 12;
 	b.sync = true;
-	out[n++] = pack_body(&b);
+	out[n++] = tm_pack(&b.base);
 	b = (Snipe__ChanBody)SNIPE__CHAN_BODY__INIT;
 	b.sync = true;
-	out[n++] = pack_body(&b);
+	out[n++] = tm_pack(&b.base);
 	return n;
 }
 
@@ -367,11 +229,11 @@ static size_t body_seeds(struct frame *out, size_t cap, const char *from, const 
  * One fuzz input from seeds into *out (malloc'd): random bytes (1 in 8), a truncated
  * seed (1 in 8), or a seed with one to four random edits (tu_mutate).
  */
-static struct frame fuzz_one(struct tu_rng *r, const struct frame *seeds, size_t nseeds)
+static struct tm_frame fuzz_one(struct tu_rng *r, const struct tm_frame *seeds, size_t nseeds)
 {
 	size_t kind = tu_rng_below(r, 8);
-	const struct frame *s = &seeds[tu_rng_below(r, nseeds)];
-	struct frame f;
+	const struct tm_frame *s = &seeds[tu_rng_below(r, nseeds)];
+	struct tm_frame f;
 	if (kind == 0) {
 		f.len = tu_rng_below(r, MAX_RANDOM + 1);
 		f.buf = malloc(f.len > 0 ? f.len : 1);
@@ -389,39 +251,9 @@ static struct frame fuzz_one(struct tu_rng *r, const struct frame *seeds, size_t
 	return f;
 }
 
-/* Edge inputs for any endpoint: nothing, one zero byte, a megabyte of random bytes, a
- * megabyte of 0xff (a varint that never ends). */
-static size_t edge_inputs(struct frame *out)
+static void send_frame(int s, const struct tm_frame *f)
 {
-	out[0] = frame_copy("", 0);
-	out[1] = frame_copy("\0", 1);
-	out[2].len = out[3].len = BIG_FRAME;
-	out[2].buf = malloc(BIG_FRAME);
-	out[3].buf = malloc(BIG_FRAME);
-	ck_assert_ptr_nonnull(out[2].buf);
-	ck_assert_ptr_nonnull(out[3].buf);
-	randombytes_buf(out[2].buf, BIG_FRAME);
-	memset(out[3].buf, 0xff, BIG_FRAME);
-	return 4;
-}
-
-/* An nn socket of type proto connected to endpoint, with a send timeout: a send that
- * does not go through within SEND_MS (an agent that stopped reading) fails the test. */
-static int connect_to(int proto, const char *endpoint)
-{
-	int s = nn_socket(AF_SP, proto), ms = SEND_MS, max = -1;
-	ck_assert_int_ge(s, 0);
-	ck_assert_int_eq(nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDTIMEO, &ms, sizeof(ms)), 0);
-	ck_assert_int_eq(nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVMAXSIZE, &max, sizeof(max)), 0);
-	ck_assert_msg(nn_connect(s, endpoint) >= 0, "connect %s: %s", endpoint,
-	              nn_strerror(nn_errno()));
-	return s;
-}
-
-static void send_frame(int s, const struct frame *f)
-{
-	int n = nn_send(s, f->len > 0 ? f->buf : (const void *)"", f->len, 0);
-	ck_assert_msg(n == (int)f->len, "send %zu bytes: %s", f->len, nn_strerror(nn_errno()));
+	tm_send(s, f->buf, f->len);
 }
 
 /* Drops whatever came on s so far (bounces, refusals): an agent whose answers are not
@@ -433,168 +265,98 @@ static void drain(int s)
 		nn_freemsg(buf);
 }
 
-/* The next ChanFrame on s with a welcome within timeout_ms (others are skipped), or
- * NULL. Free with snipe__chan_frame__free_unpacked. */
-static Snipe__ChanFrame *next_welcome(int s, int timeout_ms)
+/* Edge inputs sent on s: nothing, one zero byte, a megabyte of random bytes, a
+ * megabyte of 0xff (a varint that never ends). */
+static void send_edges(int s)
+{
+	struct tm_frame edge[4];
+	edge[0] = frame_copy("", 0);
+	edge[1] = frame_copy("\0", 1);
+	edge[2].len = edge[3].len = BIG_FRAME;
+	edge[2].buf = malloc(BIG_FRAME);
+	edge[3].buf = malloc(BIG_FRAME);
+	ck_assert_ptr_nonnull(edge[2].buf);
+	ck_assert_ptr_nonnull(edge[3].buf);
+	randombytes_buf(edge[2].buf, BIG_FRAME);
+	memset(edge[3].buf, 0xff, BIG_FRAME);
+	for (size_t i = 0; i < 4; i++) {
+		send_frame(s, &edge[i]);
+		tm_frame_free(&edge[i]);
+	}
+}
+
+/* What a fuzz loop draws from: seeds to damage, and plaintexts to damage and seal as
+ * authentic frames of ch, one input in one_in (ch NULL: none). */
+struct corpus {
+	const struct tm_frame *seeds, *plains;
+	size_t nseeds, nplains;
+	sni_chan *ch;
+	size_t one_in;
+};
+
+/* n inputs drawn from k sent on s; what came back on back is drained every 256 inputs.
+ * Returns how many were authentic. */
+static size_t fuzz_send(struct tu_rng *r, const struct corpus *k, int n, int s, int back)
+{
+	size_t authentic = 0;
+	for (int i = 0; i < n; i++) {
+		struct tm_frame f;
+		if (k->ch != NULL && tu_rng_below(r, k->one_in) == 0) {
+			struct tm_frame p = fuzz_one(r, k->plains, k->nplains);
+			f = seal_raw(k->ch, p.buf, p.len);
+			tm_frame_free(&p);
+			authentic++;
+		} else
+			f = fuzz_one(r, k->seeds, k->nseeds);
+		send_frame(s, &f);
+		tm_frame_free(&f);
+		if (i % 256 == 0)
+			drain(back);
+	}
+	return authentic;
+}
+
+/* The next frame on s within timeout_ms that opens on channel ch, opened (welcomes and
+ * frames that do not open are skipped), or NULL. Free with
+ * snipe__chan_body__free_unpacked. */
+static Snipe__ChanBody *next_body(int s, sni_chan *ch, int timeout_ms)
 {
 	uint64_t deadline = tu_mono_ms() + (uint64_t)timeout_ms;
 	for (uint64_t now = tu_mono_ms(); now < deadline; now = tu_mono_ms()) {
-		int ms = (int)(deadline - now);
-		ck_assert_int_eq(nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVTIMEO, &ms, sizeof(ms)), 0);
-		void *buf = NULL;
-		int n = nn_recv(s, &buf, NN_MSG, 0);
-		if (n < 0)
+		Snipe__ChanFrame *f = tm_next_frame(s, (int)(deadline - now));
+		if (f == NULL)
 			break;
-		Snipe__ChanFrame *f = snipe__chan_frame__unpack(NULL, (size_t)n, buf);
-		nn_freemsg(buf);
-		if (f != NULL && f->welcome.len > 0)
-			return f;
-		if (f != NULL)
-			snipe__chan_frame__free_unpacked(f, NULL);
+		Snipe__ChanBody *body = NULL;
+		bool opened = f->welcome.len == 0 && sni_chan_open(ch, f, &body) == SNIPE_OK;
+		snipe__chan_frame__free_unpacked(f, NULL);
+		if (opened)
+			return body;
 	}
 	return NULL;
 }
 
 /* -------------------------------------------------------------- fake host */
 
-/* A key registered with role host for FAKE_HOST, its host record (pubkey, msg_address),
- * the PULL socket at that address where agents answer, and a PUSH socket to agent i. */
-struct mallory {
-	snipe_key *key;
-	char endpoint[64];
-	int pull, push;
-	uint8_t agent_pk[SNIPE_PK_BYTES];
-};
-
-/* The public key the catalog records for host name. */
-static void host_pubkey(rcds_client *cl, const char *name, uint8_t pk[SNIPE_PK_BYTES])
-{
-	char urn[SNIPE_URN_MAX], err[256] = "";
-	rcds_list l = {0};
-	snprintf(urn, sizeof(urn), "urn:snipe:host:%s", name);
-	int rc = rcds_get(cl, urn, &l, err, sizeof(err));
-	ck_assert_msg(rc == SNIPE_OK, "get %s: %s (%s)", urn, snipe_errname(rc), err);
-	bool found = false;
-	for (size_t i = 0; i < l.count; i++)
-		if (strcmp(l.items[i].attr, "pubkey") == 0) {
-			const char *hex = (const char *)l.items[i].value;
-			tu_assert_code(snipe_pk_parse(hex, pk), SNIPE_OK);
-			found = true;
-		}
-	rcds_list_free(&l);
-	ck_assert_msg(found, "%s has no pubkey", urn);
-}
-
-static void mallory_start(tc_cluster *c, rcds_client *cl, int i, const char *agent,
-                          struct mallory *m)
-{
-	char pk[SNIPE_PK_HEX], err[256] = "";
-	ck_assert_int_eq(snipe_key_generate(&m->key), SNIPE_OK);
-	snprintf(m->endpoint, sizeof(m->endpoint), "tcp://127.0.0.1:%d", tc_cluster_port(c));
-	m->pull = nn_socket(AF_SP, NN_PULL);
-	ck_assert_int_ge(m->pull, 0);
-	ck_assert_msg(nn_bind(m->pull, m->endpoint) >= 0, "bind %s: %s", m->endpoint,
-	              nn_strerror(nn_errno()));
-	m->push = connect_to(NN_PUSH, tc_agent_msg_endpoint(c, i));
-	host_pubkey(cl, agent, m->agent_pk);
-
-	rcds_batch *b = NULL;
-	uint64_t index = 0;
-	snipe_pk_hex(snipe_key_public(m->key), pk);
-	ck_assert_int_eq(rcds_batch_new(&b), SNIPE_OK);
-	ck_assert_int_eq(rcds_batch_put_key(b, snipe_key_public(m->key), "host", FAKE_HOST),
-	                 SNIPE_OK);
-	ck_assert_int_eq(rcds_batch_put_text(b, "urn:snipe:host:" FAKE_HOST, "pubkey", pk),
-	                 SNIPE_OK);
-	ck_assert_int_eq(rcds_batch_put_text(b, "urn:snipe:host:" FAKE_HOST, "msg_address",
-	                                     m->endpoint), SNIPE_OK);
-	int rc = rcds_write(cl, b, &index, err, sizeof(err));
-	rcds_batch_free(b);
-	ck_assert_msg(rc == SNIPE_OK, "register %s: %s (%s)", FAKE_HOST, snipe_errname(rc), err);
-	tu_assert_code(tc_cluster_wait_all_applied(c, index, WAIT_MS), SNIPE_OK);
-}
-
-static void mallory_stop(struct mallory *m)
-{
-	nn_close(m->push);
-	nn_close(m->pull);
-	snipe_key_free(m->key);
-}
-
-
-/*
- * Opens a channel with agent `agent` as mallory, as test_msg.c does: a hello, and a
- * welcome signed by the agent's key answering it (a hello unanswered for
- * HELLO_AGAIN_MS is sent again, fresh). The hello and the welcome that opened it into
- * *hello and *welcome.
- */
-static void mallory_open(tc_cluster *c, struct mallory *m, const char *agent, sni_chan *ch,
-                         struct frame *hello, struct frame *welcome)
-{
-	snipe_keyring *kr = NULL;
-	snipe_verifier *v = NULL;
-	ck_assert_int_eq(snipe_keyring_new(&kr), SNIPE_OK);
-	ck_assert_int_eq(snipe_keyring_add(kr, m->agent_pk), SNIPE_OK);
-	ck_assert_int_eq(snipe_verifier_new(kr, SNIPE_SKEW_DEFAULT_MS, SNIPE_REPLAY_DEFAULT_CAP,
-	                                    &v), SNIPE_OK);
-	uint64_t deadline = tu_mono_ms() + WAIT_MS;
-	bool open = false;
-	while (!open && tu_mono_ms() < deadline) {
-		sni_chan_opener h;
-		frame_free(hello);
-		tu_assert_code(sni_chan_hello(m->key, FAKE_HOST, agent, &h, &hello->buf,
-		                              &hello->len), SNIPE_OK);
-		send_frame(m->push, hello);
-		uint64_t until = tu_mono_ms() + HELLO_AGAIN_MS;
-		for (uint64_t now = tu_mono_ms(); !open && now < until; now = tu_mono_ms()) {
-			Snipe__ChanFrame *f = next_welcome(m->pull, (int)(until - now));
-			if (f == NULL)
-				break;
-			snipe_env_msg env = {0};
-			char err[256] = "";
-			int rc = snipe_env_open(v, f->welcome.data, f->welcome.len,
-			                        SNIPE_MSG_CHAN_HELLO, &env, err, sizeof(err));
-			ck_assert_msg(rc == SNIPE_OK, "welcome: %s (%s)", snipe_errname(rc), err);
-			Snipe__ChanHello *w = snipe__chan_hello__unpack(NULL, env.body_len,
-			                                                env.body);
-			ck_assert_ptr_nonnull(w);
-			snipe_env_msg_clear(&env);
-			if (w->nonce.len == sizeof(h.nonce) &&
-			    memcmp(w->nonce.data, h.nonce, sizeof(h.nonce)) == 0) {
-				tu_assert_code(sni_chan_complete(&h, w, ch), SNIPE_OK);
-				*welcome = pack_frame(f);
-				open = true;
-			}
-			snipe__chan_hello__free_unpacked(w, NULL);
-			snipe__chan_frame__free_unpacked(f, NULL);
-		}
-		sodium_memzero(&h, sizeof(h));
-	}
-	if (!open)
-		tc_cluster_dump_logs(c, LOG_LINES);
-	ck_assert_msg(open, "agent %s did not welcome a registered host", agent);
-	snipe_verifier_free(v);
-	snipe_keyring_free(kr);
-}
+/* The fake host itself (registered, its channel opened) is msgtest.h's. */
 
 /* A sealed frame of ch holding body b. */
-static struct frame seal_body(sni_chan *ch, const struct frame *plain)
+static struct tm_frame seal_body(sni_chan *ch, const struct tm_frame *plain)
 {
 	Snipe__ChanBody *b = snipe__chan_body__unpack(NULL, plain->len, plain->buf);
 	ck_assert_ptr_nonnull(b);
-	struct frame f = {NULL, 0};
+	struct tm_frame f = {NULL, 0};
 	tu_assert_code(sni_chan_seal(ch, b, &f.buf, &f.len), SNIPE_OK);
 	snipe__chan_body__free_unpacked(b, NULL);
 	return f;
 }
 
 /* A welcome signed by mallory to b, answering a hello b never sent. */
-static struct frame unasked_welcome(const struct mallory *m)
+static struct tm_frame unasked_welcome(const struct tm_fake_host *m)
 {
 	sni_chan_opener h;
 	sni_chan unused;
-	struct frame hello = {NULL, 0}, w = {NULL, 0};
-	tu_assert_code(sni_chan_hello(m->key, "b", FAKE_HOST, &h, &hello.buf, &hello.len),
+	struct tm_frame hello = {NULL, 0}, w = {NULL, 0};
+	tu_assert_code(sni_chan_hello(m->key, "b", TM_FAKE_HOST, &h, &hello.buf, &hello.len),
 	               SNIPE_OK);
 	Snipe__ChanFrame *f = snipe__chan_frame__unpack(NULL, hello.len, hello.buf);
 	ck_assert_ptr_nonnull(f);
@@ -605,12 +367,13 @@ static struct frame unasked_welcome(const struct mallory *m)
 	Snipe__ChanHello *hh = snipe__chan_hello__unpack(NULL, content->body.len,
 	                                                 content->body.data);
 	ck_assert_ptr_nonnull(hh);
-	tu_assert_code(sni_chan_accept(m->key, FAKE_HOST, hh, &unused, &w.buf, &w.len), SNIPE_OK);
+	tu_assert_code(sni_chan_accept(m->key, TM_FAKE_HOST, hh, &unused, &w.buf, &w.len),
+	               SNIPE_OK);
 	snipe__chan_hello__free_unpacked(hh, NULL);
 	snipe__envelope_content__free_unpacked(content, NULL);
 	snipe__envelope__free_unpacked(env, NULL);
 	snipe__chan_frame__free_unpacked(f, NULL);
-	frame_free(&hello);
+	tm_frame_free(&hello);
 	sodium_memzero(&h, sizeof(h));
 	sodium_memzero(&unused, sizeof(unused));
 	return w;
@@ -620,50 +383,39 @@ static struct frame unasked_welcome(const struct mallory *m)
  * Mallory's channel with b still works both ways: a message from mallory's process to
  * nobody, sealed now, opens at b, which bounces it back on the channel within WAIT_MS.
  */
-static void channel_works(tc_cluster *c, struct mallory *m, sni_chan *ch)
+static void channel_works(tc_cluster *c, struct tm_fake_host *m, sni_chan *ch)
 {
 	uint8_t stream[16];
 	randombytes_buf(stream, sizeof(stream));
 	Snipe__Msg g = SNIPE__MSG__INIT;
 	Snipe__Msg *gp = &g;
-	g.from = FAKE_PROC;
+	g.from = TM_FAKE_PROC;
 	g.stream = (ProtobufCBinaryData){sizeof(stream), stream};
 	g.to = NOBODY_URN;
 	g.seq = 1;
 	g.data = (ProtobufCBinaryData){2, (uint8_t *)"hi"};
-	g.origin = FAKE_HOST;
+	g.origin = TM_FAKE_HOST;
 	Snipe__ChanBody b = SNIPE__CHAN_BODY__INIT;
 	b.msgs = &gp;
 	b.n_msgs = 1;
-	struct frame f = {NULL, 0};
+	struct tm_frame f = {NULL, 0};
 	drain(m->pull);
 	tu_assert_code(sni_chan_seal(ch, &b, &f.buf, &f.len), SNIPE_OK);
 	send_frame(m->push, &f);
-	frame_free(&f);
+	tm_frame_free(&f);
 	uint64_t deadline = tu_mono_ms() + WAIT_MS;
 	bool bounced = false;
 	for (uint64_t now = tu_mono_ms(); !bounced && now < deadline; now = tu_mono_ms()) {
-		int ms = (int)(deadline - now);
-		ck_assert_int_eq(nn_setsockopt(m->pull, NN_SOL_SOCKET, NN_RCVTIMEO, &ms,
-		                               sizeof(ms)), 0);
-		void *buf = NULL;
-		int n = nn_recv(m->pull, &buf, NN_MSG, 0);
-		if (n < 0)
+		Snipe__ChanBody *body = next_body(m->pull, ch, (int)(deadline - now));
+		if (body == NULL)
 			break;
-		Snipe__ChanFrame *in = snipe__chan_frame__unpack(NULL, (size_t)n, buf);
-		nn_freemsg(buf);
-		Snipe__ChanBody *body = NULL;
-		if (in != NULL && sni_chan_open(ch, in, &body) == SNIPE_OK) {
-			for (size_t i = 0; i < body->n_bounces; i++) {
-				const ProtobufCBinaryData *st = &body->bounces[i]->stream;
-				if (st->len == sizeof(stream) &&
-				    memcmp(st->data, stream, sizeof(stream)) == 0)
-					bounced = true;
-			}
-			snipe__chan_body__free_unpacked(body, NULL);
+		for (size_t i = 0; i < body->n_bounces; i++) {
+			const ProtobufCBinaryData *st = &body->bounces[i]->stream;
+			if (st->len == sizeof(stream) &&
+			    memcmp(st->data, stream, sizeof(stream)) == 0)
+				bounced = true;
 		}
-		if (in != NULL)
-			snipe__chan_frame__free_unpacked(in, NULL);
+		snipe__chan_body__free_unpacked(body, NULL);
 	}
 	if (!bounced)
 		tc_cluster_dump_logs(c, LOG_LINES);
@@ -686,19 +438,19 @@ START_TEST(test_agent_survives_fuzzed_frames_on_its_message_endpoint)
 	rcds_client *cl = NULL;
 	tc_cluster *c = start_cluster(NULL, &cl);
 	pid_t pid_a = tc_agent_pid(c, 0), pid_b = tc_agent_pid(c, 1);
-	struct mallory m;
+	struct tm_fake_host m;
 	sni_chan ch, stranger;
-	struct frame seeds[16], plains[8], hello = {NULL, 0}, welcome = {NULL, 0};
+	struct tm_frame seeds[16], plains[8], hello = {NULL, 0}, welcome = {NULL, 0};
 	size_t nseeds = 0, nplains = 0;
-	mallory_start(c, cl, 1, "b", &m);
-	mallory_open(c, &m, "b", &ch, &hello, &welcome);
+	tm_fake_host_start(c, cl, 1, "b", &m);
+	tm_fake_host_open(c, &m, "b", &ch, &hello, &welcome);
 
 	/* seeds: the hello and welcome that opened the channel (replays now) */
 	seeds[nseeds++] = hello;
 	seeds[nseeds++] = welcome;
 	seeds[nseeds++] = unasked_welcome(&m);
 	/* plaintexts, and sealed frames of the channel and of one b does not know */
-	nplains = body_seeds(plains, 8, FAKE_PROC, FAKE_HOST, FAKE_HOST);
+	nplains = body_seeds(plains, 8, TM_FAKE_PROC, TM_FAKE_HOST, TM_FAKE_HOST);
 	memset(&stranger, 0, sizeof(stranger));
 	randombytes_buf(stranger.id, sizeof(stranger.id));
 	randombytes_buf(stranger.tx, sizeof(stranger.tx));
@@ -712,52 +464,25 @@ START_TEST(test_agent_survives_fuzzed_frames_on_its_message_endpoint)
 	for (size_t i = sealed; i < nseeds; i++)
 		send_frame(m.push, &seeds[i]);
 
-	struct frame edge[4];
-	size_t nedge = edge_inputs(edge);
-	for (size_t i = 0; i < nedge; i++) {
-		send_frame(m.push, &edge[i]);
-		frame_free(&edge[i]);
-	}
+	send_edges(m.push);
 	struct tu_rng r;
-	size_t authentic = 0;
+	struct corpus k = {seeds, plains, nseeds, nplains, &ch, 4};
 	tu_rng_init(&r, "test_msg_fuzz endpoint");
 	uint64_t t0 = tu_mono_ms();
-	for (int i = 0; i < FUZZ_FRAMES; i++) {
-		struct frame f;
-		if (tu_rng_below(&r, 4) == 0) {
-			struct frame p = fuzz_one(&r, plains, nplains);
-			f = seal_raw(&ch, p.buf, p.len);
-			frame_free(&p);
-			authentic++;
-		} else
-			f = fuzz_one(&r, seeds, nseeds);
-		send_frame(m.push, &f);
-		frame_free(&f);
-		if (i % 256 == 0)
-			drain(m.pull);
-	}
+	size_t authentic = fuzz_send(&r, &k, FUZZ_FRAMES, m.push, m.pull);
 	fprintf(stderr, "endpoint: %d frames (%zu authentic with damaged plaintext) sent to b in "
 	        "%" PRIu64 " ms\n", FUZZ_FRAMES, authentic, tu_mono_ms() - t0);
 	agent_survived(c, 1, pid_b, "dropped frame (");
 	ck_assert_int_eq(tc_agent_pid(c, 0), pid_a);
 
 	channel_works(c, &m, &ch);
-	struct prog recv;
-	snipe_proc_info info;
-	char line[1024];
-	prog_make(&recv, c, "recv", (const char *const[]){MSG_PROG_PATH, "recv", "OUT", SENDER_URN,
-	                                                    TRAFFIC, NULL});
-	prog_spawn(c, cl, &recv, "b", &info);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
-	traffic(c, cl, &recv);
+	traffic_to_b(c, cl);
 	ck_assert_int_eq(tc_agent_pid(c, 1), pid_b);
 
-	for (size_t i = 0; i < nseeds; i++)
-		frame_free(&seeds[i]);
-	for (size_t i = 0; i < nplains; i++)
-		frame_free(&plains[i]);
+	frames_free(seeds, nseeds);
+	frames_free(plains, nplains);
 	sodium_memzero(&ch, sizeof(ch));
-	mallory_stop(&m);
+	tm_fake_host_stop(&m);
 	rcds_client_close(cl);
 	stop_cluster(c);
 }
@@ -771,7 +496,7 @@ static void proc_env(pid_t pid, const char *name, char *out, size_t len)
 	char path[64];
 	size_t n = 0, nlen = strlen(name);
 	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
-	char *env = slurp_len(path, &n);
+	char *env = tu_slurp(path, &n);
 	ck_assert_msg(env != NULL, "%s: %s", path, strerror(errno));
 	bool found = false;
 	for (size_t at = 0; !found && at < n; at += strlen(env + at) + 1)
@@ -787,19 +512,19 @@ static void proc_env(pid_t pid, const char *name, char *out, size_t len)
  * and the bare welcome answering it (a hello unanswered for HELLO_AGAIN_MS is sent
  * again, fresh). The hello that opened it into *hello. */
 static void port_open(tc_cluster *c, int s, const snipe_key *k, const char *urn, sni_chan *ch,
-                      struct frame *hello)
+                      struct tm_frame *hello)
 {
 	uint64_t deadline = tu_mono_ms() + WAIT_MS;
 	bool open = false;
 	while (!open && tu_mono_ms() < deadline) {
 		sni_chan_opener h;
-		frame_free(hello);
+		tm_frame_free(hello);
 		drain(s);
 		tu_assert_code(sni_chan_hello(k, urn, "", &h, &hello->buf, &hello->len), SNIPE_OK);
 		send_frame(s, hello);
 		uint64_t until = tu_mono_ms() + HELLO_AGAIN_MS;
 		for (uint64_t now = tu_mono_ms(); !open && now < until; now = tu_mono_ms()) {
-			Snipe__ChanFrame *f = next_welcome(s, (int)(until - now));
+			Snipe__ChanFrame *f = tm_next_welcome(s, (int)(until - now));
 			if (f == NULL)
 				break;
 			Snipe__ChanHello *w = snipe__chan_hello__unpack(NULL, f->welcome.len,
@@ -829,26 +554,16 @@ static void told_failure(tc_cluster *c, int s, sni_chan *ch, const char *urn)
 	uint64_t deadline = tu_mono_ms() + WAIT_MS;
 	bool told = false;
 	for (uint64_t now = tu_mono_ms(); !told && now < deadline; now = tu_mono_ms()) {
-		int ms = (int)(deadline - now);
-		ck_assert_int_eq(nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVTIMEO, &ms, sizeof(ms)), 0);
-		void *buf = NULL;
-		int n = nn_recv(s, &buf, NN_MSG, 0);
-		if (n < 0)
+		Snipe__ChanBody *body = next_body(s, ch, (int)(deadline - now));
+		if (body == NULL)
 			break;
-		Snipe__ChanFrame *f = snipe__chan_frame__unpack(NULL, (size_t)n, buf);
-		nn_freemsg(buf);
-		Snipe__ChanBody *body = NULL;
-		if (f != NULL && f->welcome.len == 0 && sni_chan_open(ch, f, &body) == SNIPE_OK) {
-			for (size_t i = 0; i < body->n_fails; i++)
-				if (strcmp(body->fails[i]->to, urn) == 0) {
-					tu_assert_code(body->fails[i]->code, SNIPE_ENOTFOUND);
-					ck_assert_str_ne(body->fails[i]->error, "");
-					told = true;
-				}
-			snipe__chan_body__free_unpacked(body, NULL);
-		}
-		if (f != NULL)
-			snipe__chan_frame__free_unpacked(f, NULL);
+		for (size_t i = 0; i < body->n_fails; i++)
+			if (strcmp(body->fails[i]->to, urn) == 0) {
+				tu_assert_code(body->fails[i]->code, SNIPE_ENOTFOUND);
+				ck_assert_str_ne(body->fails[i]->error, "");
+				told = true;
+			}
+		snipe__chan_body__free_unpacked(body, NULL);
 	}
 	if (!told)
 		tc_cluster_dump_logs(c, LOG_LINES);
@@ -876,12 +591,12 @@ START_TEST(test_agent_survives_fuzzed_frames_on_a_process_port)
 	tc_cluster *c = start_cluster(extra, &cl);
 	pid_t pid_b = tc_agent_pid(c, 1);
 	char *go = tu_path(tc_cluster_dir(c), "go");
-	struct prog recv;
+	struct tm_prog recv;
 	snipe_proc_info info;
-	prog_make(&recv, c, "recv", (const char *const[]){
+	tm_prog_make(&recv, c, "recv", (const char *const[]){
 		"/bin/sh", "-c", "while [ ! -e \"$1\" ]; do sleep 0.05; done; shift; exec \"$@\"",
 		"gate", go, MSG_PROG_PATH, "recv", "OUT", SENDER_URN, TRAFFIC, NULL});
-	prog_spawn(c, cl, &recv, "b", &info);
+	tm_prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER, &info);
 	ck_assert_int_gt(info.pid, 0);
 	char port[512], keypath[512], err[256] = "";
 	proc_env((pid_t)info.pid, "SNIPE_MSG", port, sizeof(port));
@@ -889,16 +604,16 @@ START_TEST(test_agent_survives_fuzzed_frames_on_a_process_port)
 	snipe_key *pkey = NULL, *stranger = NULL;
 	tu_assert_code(snipe_key_load(keypath, &pkey, err, sizeof(err)), SNIPE_OK);
 	ck_assert_int_eq(snipe_key_generate(&stranger), SNIPE_OK);
-	int s = connect_to(NN_PAIR, port);
+	int s = tm_connect(NN_PAIR, port);
 
 	/* a stranger's hello: refused, with a reason */
-	struct frame seeds[16], plains[8];
+	struct tm_frame seeds[16], plains[8];
 	size_t nseeds = 0;
 	sni_chan_opener h;
 	tu_assert_code(sni_chan_hello(stranger, recv.urn, "", &h, &seeds[nseeds].buf,
 	                              &seeds[nseeds].len), SNIPE_OK);
 	send_frame(s, &seeds[nseeds++]);
-	Snipe__ChanFrame *f = next_welcome(s, WAIT_MS);
+	Snipe__ChanFrame *f = tm_next_welcome(s, WAIT_MS);
 	ck_assert_msg(f != NULL, "no answer to a stranger's hello");
 	Snipe__ChanHello *w = snipe__chan_hello__unpack(NULL, f->welcome.len, f->welcome.data);
 	ck_assert_ptr_nonnull(w);
@@ -926,46 +641,25 @@ START_TEST(test_agent_survives_fuzzed_frames_on_a_process_port)
 	for (size_t i = 0; i < nplains; i++)
 		seeds[nseeds++] = seal_body(&none, &plains[i]);
 
-	struct frame edge[4];
-	size_t nedge = edge_inputs(edge);
-	for (size_t i = 0; i < nedge; i++) {
-		send_frame(s, &edge[i]);
-		frame_free(&edge[i]);
-	}
+	send_edges(s);
 	struct tu_rng r;
+	struct corpus k = {seeds, plains, nseeds, nplains, NULL, 0};
 	tu_rng_init(&r, "test_msg_fuzz port");
 	uint64_t t0 = tu_mono_ms();
-	for (int i = 0; i < FUZZ_FRAMES / 2; i++) {
-		struct frame fz = fuzz_one(&r, seeds, nseeds);
-		send_frame(s, &fz);
-		frame_free(&fz);
-		if (i % 256 == 0)
-			drain(s);
-	}
+	fuzz_send(&r, &k, FUZZ_FRAMES / 2, s, s);
 
 	/* as the process: a channel, then authentic frames with damaged plaintext; the
 	 * hello that opened it is a seed too (a replay now) */
 	sni_chan ch;
-	seeds[nseeds] = (struct frame){NULL, 0};
+	seeds[nseeds] = (struct tm_frame){NULL, 0};
 	port_open(c, s, pkey, recv.urn, &ch, &seeds[nseeds++]);
 	size_t base = nseeds;
 	for (size_t i = 0; i < nplains; i++)
 		seeds[nseeds++] = seal_body(&ch, &plains[i]);
 	for (size_t i = base; i < nseeds; i++)
 		send_frame(s, &seeds[i]);
-	for (int i = 0; i < FUZZ_FRAMES / 2; i++) {
-		struct frame fz;
-		if (tu_rng_below(&r, 2) == 0) {
-			struct frame p = fuzz_one(&r, plains, nplains);
-			fz = seal_raw(&ch, p.buf, p.len);
-			frame_free(&p);
-		} else
-			fz = fuzz_one(&r, seeds, nseeds);
-		send_frame(s, &fz);
-		frame_free(&fz);
-		if (i % 256 == 0)
-			drain(s);
-	}
+	k = (struct corpus){seeds, plains, nseeds, nplains, &ch, 2};
+	fuzz_send(&r, &k, FUZZ_FRAMES / 2, s, s);
 	fprintf(stderr, "port: %d frames sent to b's port of %s in %" PRIu64 " ms\n", FUZZ_FRAMES,
 	        recv.urn, tu_mono_ms() - t0);
 	agent_survived(c, 1, pid_b, "dropped frame (does not open) on the port of");
@@ -983,16 +677,12 @@ START_TEST(test_agent_survives_fuzzed_frames_on_a_process_port)
 	nn_close(s);
 
 	/* the program opens its port and gets every message */
-	char line[1024];
 	tu_write_file(go, "", 0, 0600);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
 	traffic(c, cl, &recv);
 	ck_assert_int_eq(tc_agent_pid(c, 1), pid_b);
 
-	for (size_t i = 0; i < nseeds; i++)
-		frame_free(&seeds[i]);
-	for (size_t i = 0; i < nplains; i++)
-		frame_free(&plains[i]);
+	frames_free(seeds, nseeds);
+	frames_free(plains, nplains);
 	sodium_memzero(&ch, sizeof(ch));
 	snipe_key_free(pkey);
 	snipe_key_free(stranger);
@@ -1049,14 +739,7 @@ START_TEST(test_agent_survives_a_frame_header_announcing_an_exabyte)
 	              (int)pid_b);
 	close(fd);
 
-	struct prog recv;
-	snipe_proc_info info;
-	char line[1024];
-	prog_make(&recv, c, "recv", (const char *const[]){MSG_PROG_PATH, "recv", "OUT", SENDER_URN,
-	                                                    TRAFFIC, NULL});
-	prog_spawn(c, cl, &recv, "b", &info);
-	wait_line(c, recv.out, "e1 ready", WAIT_MS, line, sizeof(line));
-	traffic(c, cl, &recv);
+	traffic_to_b(c, cl);
 	rcds_client_close(cl);
 	stop_cluster(c);
 }
@@ -1069,9 +752,10 @@ END_TEST
 /* Whether a line of agent b's log starts with prefix. */
 static bool log_line_starts(tc_cluster *c, const char *prefix)
 {
-	char *path = tu_path(tc_cluster_dir(c), "host-b.log"), *log = slurp(path), line[1024];
+	char *path = tu_path(tc_cluster_dir(c), "host-b.log"), line[1024];
+	char *log = tu_slurp(path, NULL);
 	free(path);
-	bool found = log != NULL && find_line(log, prefix, line, sizeof(line));
+	bool found = log != NULL && tu_find_line(log, prefix, line, sizeof(line));
 	free(log);
 	return found;
 }
@@ -1088,11 +772,11 @@ START_TEST(test_agent_log_has_no_line_forged_by_a_hello)
 	tc_cluster *c = start_cluster(NULL, &cl);
 	snipe_key *k = NULL;
 	sni_chan_opener h;
-	struct frame f = {NULL, 0};
+	struct tm_frame f = {NULL, 0};
 	ck_assert_int_eq(snipe_key_generate(&k), SNIPE_OK);
-	tu_assert_code(sni_chan_hello(k, FAKE_HOST, "b\n" FORGED " agentd: all is well", &h,
+	tu_assert_code(sni_chan_hello(k, TM_FAKE_HOST, "b\n" FORGED " agentd: all is well", &h,
 	                              &f.buf, &f.len), SNIPE_OK);
-	int s = connect_to(NN_PUSH, tc_agent_msg_endpoint(c, 1));
+	int s = tm_connect(NN_PUSH, tc_agent_msg_endpoint(c, 1));
 	send_frame(s, &f);
 	uint64_t deadline = tu_mono_ms() + WAIT_MS;
 	while (!tc_agent_log_contains(c, 1, "dropped hello (meant for host") &&
@@ -1103,7 +787,7 @@ START_TEST(test_agent_log_has_no_line_forged_by_a_hello)
 		tc_cluster_dump_logs(c, 5);
 	ck_assert_msg(!log_line_starts(c, FORGED), "a line of b's log was written by a hello");
 	nn_close(s);
-	frame_free(&f);
+	tm_frame_free(&f);
 	sodium_memzero(&h, sizeof(h));
 	snipe_key_free(k);
 	rcds_client_close(cl);
