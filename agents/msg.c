@@ -1,8 +1,9 @@
 /*
  * msg.c — messages by URN, the agent's side (msg.h, docs/messages.md).
  *
- * Each process this agent starts gets a port: a nanomsg PAIR socket at an ipc path
- * (SNIPE_MSG), where it opens a channel with its instance key. A message it sends is
+ * Each process this agent runs may ask for a port (AgentRequest MsgPort, signed with
+ * its instance key): a nanomsg PAIR socket at an ipc path, where it opens a channel
+ * with that key. A message it sends is
  * held until its receiver's route is known (the catalog's record of the receiver: host
  * and epoch), then moved to the outbox of its (sender, stream, receiver) triple; the
  * number of messages taken from the port goes back to the process as its window.
@@ -949,6 +950,11 @@ int agent_msg_attach(agent *a, const char *urn, uint64_t epoch, const uint8_t *k
                      char *endpoint, size_t len)
 {
 	struct msgs *ms = msgs_of(a);
+	struct port *old = port_by_urn(ms, urn);
+	if (old != NULL && memcmp(old->key_pk, key_pk, SNIPE_PK_BYTES) == 0) {
+		snprintf(endpoint, len, "ipc://%s", old->path); /* opened again: the same port */
+		return SNIPE_OK;
+	}
 	agent_msg_detach(a, urn);
 	if (!sni_grow(&ms->ports, ms->nports, &ms->capports, sizeof(*ms->ports)))
 		return SNIPE_ENOMEM;

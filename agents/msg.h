@@ -23,8 +23,8 @@ void agent_msg_close(agent *a);
 /* Frees what is left once the loop has ended. */
 void agent_msg_free(agent *a);
 
-/* A channel for a process about to start (urn at epoch, its instance key): the
- * endpoint to give it as SNIPE_MSG, into endpoint. */
+/* The message port of the running process urn at epoch, whose instance key is key_pk
+ * (made on its first request, the same one after): its ipc endpoint into endpoint. */
 int agent_msg_attach(agent *a, const char *urn, uint64_t epoch, const uint8_t *key_pk,
                      char *endpoint, size_t len);
 /* The process ended: its channel goes. */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "msg.h"
 #include "sni.h"
 
 #define RECV_BURST 64
@@ -191,6 +192,20 @@ static void do_logs(struct agent_call *c, const Snipe__LogsRequest *rq, const ui
 	}
 }
 
+/* ------------------------------------------------------------ message port */
+
+/* A process's message port (msg.c), made on its first request. */
+static void do_msg_port(struct agent_call *c, const agent_proc_ref *proc, const uint8_t *pk)
+{
+	char endpoint[300];
+	int rc = agent_msg_attach(c->a, proc->urn, proc->epoch, pk, endpoint, sizeof(endpoint));
+	Snipe__AgentReply r = SNIPE__AGENT_REPLY__INIT;
+	r.code = rc;
+	r.error = (char *)(rc != SNIPE_OK ? "no message port (see the agent's log)" : "");
+	r.endpoint = rc == SNIPE_OK ? endpoint : "";
+	agent_answer(c, &r);
+}
+
 /* ------------------------------------------------------------- requests */
 
 static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool fetched);
@@ -348,6 +363,12 @@ static void handle(agent *a, const uint8_t *buf, size_t len, void *control, bool
 	case SNIPE__AGENT_REQUEST__OP_BLOCKS_GET:
 		agent_ckpt_request(a, c, req, frame, from_proc ? &proc : NULL);
 		return; /* req and frame are the request's now */
+	case SNIPE__AGENT_REQUEST__OP_MSG_PORT:
+		if (!from_proc)
+			agent_answer_code(c, SNIPE_EDENIED, "only a process has a message port");
+		else
+			do_msg_port(c, &proc, requester);
+		break;
 	default:
 		agent_answer_code(c, SNIPE_EINVAL, "request has no operation");
 		break;

@@ -255,12 +255,12 @@ static void spawn_failed_closed(uv_handle_t *h)
 }
 
 /* The environment: the agent's, the spec's, and who the process is. malloc'd. */
-static char **make_env(const struct agent_inst *in, const char *msg)
+static char **make_env(const struct agent_inst *in)
 {
 	size_t n = 0;
 	while (environ[n] != NULL)
 		n++;
-	size_t total = n + in->spec->n_env + 7;
+	size_t total = n + in->spec->n_env + 6;
 	char **env = calloc(total, sizeof(char *));
 	if (env == NULL)
 		return NULL;
@@ -274,8 +274,7 @@ static char **make_env(const struct agent_inst *in, const char *msg)
 	    asprintf(&env[k++], "SNIPE_URN=%s", in->urn) < 0 ||
 	    asprintf(&env[k++], "SNIPE_EPOCH=%" PRIu64, in->epoch) < 0 ||
 	    asprintf(&env[k++], "SNIPE_AGENT=%s", in->a->cfg->listen) < 0 ||
-	    asprintf(&env[k++], "SNIPE_HOST=%s", in->a->cfg->name) < 0 ||
-	    (msg[0] != '\0' && asprintf(&env[k++], "SNIPE_MSG=%s", msg) < 0))
+	    asprintf(&env[k++], "SNIPE_HOST=%s", in->a->cfg->name) < 0)
 		env[k - 1] = NULL;
 	return env;
 }
@@ -342,14 +341,11 @@ static int start_process(struct agent_inst *in, char *err, size_t errlen)
 	memcpy(in->key_pk, snipe_key_public(key), SNIPE_PK_BYTES);
 	snipe_key_free(key);
 	snipe_keyring_add(a->proc_keys, in->key_pk);
-	/* its message port (without one it runs, but snipe_open fails there) */
-	char msg[300];
-	(void)agent_msg_attach(a, in->urn, in->epoch, in->key_pk, msg, sizeof(msg));
 	int fds[3] = {open("/dev/null", O_RDONLY | O_CLOEXEC),
 	              open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600),
 	              open(errp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)};
 	char **argv = calloc(in->spec->n_argv + 1, sizeof(char *));
-	char **env = make_env(in, msg);
+	char **env = make_env(in);
 	int rc = SNIPE_OK;
 	if (fds[0] < 0 || fds[1] < 0 || fds[2] < 0) {
 		rc = sni_err(err, errlen, SNIPE_ESPAWN, "cannot open the log files in %s/logs: %s",
@@ -378,7 +374,6 @@ static int start_process(struct agent_inst *in, char *err, size_t errlen)
 			in->proc_closing = true;
 			uv_close((uv_handle_t *)&in->proc, spawn_failed_closed);
 			drop_key(in);
-			agent_msg_detach(a, in->urn);
 		} else {
 			in->proc_open = true;
 			in->pid = in->proc.pid;

@@ -511,8 +511,8 @@ typedef struct snipe_ctx snipe_ctx;
                                         with them (until a send without it, or any other
                                         call on the context) */
 /*
- * Joins: connects to the agent named by SNIPE_MSG (set by the agent at spawn) with the
- * instance key SNIPE_PROC_KEY. ck (may be NULL) ties message positions to checkpoints:
+ * Joins: asks the agent named by SNIPE_AGENT (set by the agent at spawn) for this
+ * process's message port and opens a channel to it with the instance key SNIPE_PROC_KEY. ck (may be NULL) ties message positions to checkpoints:
  * the position saved with the latest checkpoint is restored now, and every later
  * snipe_ckpt_save on ck records it (the part named "snipe.msg"). ck must outlive the
  * context. SNIPE_ENOENT when not started by an agent (err names the variable).

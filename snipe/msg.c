@@ -1,7 +1,8 @@
 /*
  * msg.c — messages by URN, the program's side (snipe.h "messages", msg.proto). One
- * nanomsg PAIR socket to the local agent, over which a channel (chan.c) is opened with
- * the instance key. Sending numbers each message per receiver and hands it to the
+ * nanomsg PAIR socket to the local agent's port for this process (asked for with a
+ * signed MsgPort request), over which a channel (chan.c) is opened with the instance
+ * key. Sending numbers each message per receiver and hands it to the
  * agent, within a window of messages the agent has not taken yet. Receiving keeps, per
  * sender, the last seq that arrived in order, the last the program took, and the last
  * it needs no more (durable), drops duplicates, asks for gaps, and tells the sender's
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent.pb-c.h"
 #include "sni.h"
 
 #define WINDOW 256             /* messages handed to the agent and not yet taken */
@@ -475,9 +477,31 @@ static int hello(snipe_ctx *m, const char *endpoint, char *err, size_t errlen)
 	return rc;
 }
 
+/* Asks the agent for this process's message port: its ipc endpoint into endpoint. */
+static int port_of(snipe_ctx *m, const char *agent, char *endpoint, size_t len, char *err,
+                   size_t errlen)
+{
+	Snipe__AgentRequest req = SNIPE__AGENT_REQUEST__INIT;
+	Snipe__MsgPort port = SNIPE__MSG_PORT__INIT;
+	Snipe__AgentReply *r = NULL;
+	req.op_case = SNIPE__AGENT_REQUEST__OP_MSG_PORT;
+	req.msg_port = &port;
+	int rc = sni_agent_call(m->key, agent, &req, HELLO_MS, &r, err, errlen);
+	if (rc == SNIPE_OK && r->code != SNIPE_OK)
+		rc = sni_err(err, errlen, r->code < 0 ? r->code : SNIPE_EIO, "agent %s: %s", agent,
+		             r->error);
+	else if (rc == SNIPE_OK && strncmp(r->endpoint, "ipc://", 6) != 0)
+		rc = sni_err(err, errlen, SNIPE_EDECODE, "agent %s gave no message port", agent);
+	if (rc == SNIPE_OK)
+		snprintf(endpoint, len, "%s", r->endpoint);
+	if (r != NULL)
+		snipe__agent_reply__free_unpacked(r, NULL);
+	return rc;
+}
+
 int snipe_open(snipe_ckpt *ck, snipe_ctx **out, char *err, size_t errlen)
 {
-	const char *vars[] = {"SNIPE_URN", "SNIPE_MSG", "SNIPE_PROC_KEY"};
+	const char *vars[] = {"SNIPE_URN", "SNIPE_AGENT", "SNIPE_PROC_KEY"};
 	for (size_t i = 0; i < 3; i++)
 		if (getenv(vars[i]) == NULL || getenv(vars[i])[0] == '\0')
 			return sni_err(err, errlen, SNIPE_ENOENT,
@@ -495,8 +519,11 @@ int snipe_open(snipe_ckpt *ck, snipe_ctx **out, char *err, size_t errlen)
 	int rc = snipe_key_load(getenv("SNIPE_PROC_KEY"), &m->key, err, errlen);
 	if (rc == SNIPE_OK && ck != NULL)
 		rc = restore(m, err, errlen);
+	char endpoint[300];
 	if (rc == SNIPE_OK)
-		rc = hello(m, getenv("SNIPE_MSG"), err, errlen);
+		rc = port_of(m, getenv("SNIPE_AGENT"), endpoint, sizeof(endpoint), err, errlen);
+	if (rc == SNIPE_OK)
+		rc = hello(m, endpoint, err, errlen);
 	if (rc != SNIPE_OK) {
 		m->ck = NULL;
 		ctx_free(m);

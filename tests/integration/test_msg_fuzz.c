@@ -30,6 +30,7 @@
 
 #include <sodium.h>
 
+#include "agent.pb-c.h"
 #include "cluster.h"
 #include "msgtest.h"
 #include "rcds.h"
@@ -572,8 +573,9 @@ static void told_failure(tc_cluster *c, int s, sni_chan *ch, const char *urn)
 
 /*
  * A process on b whose program waits (a shell loop) for a file before it runs msg_prog
- * recv, so that its port is free: the test connects to it (SNIPE_MSG, from the
- * process's /proc environment) and sends FUZZ_FRAMES inputs. First as a stranger: a
+ * recv, so that its port is free: the test asks the agent for it with the process's
+ * instance key (SNIPE_AGENT and SNIPE_PROC_KEY, from its /proc environment), connects
+ * to it and sends FUZZ_FRAMES inputs. First as a stranger: a
  * hello signed by a key the agent does not know is answered with a refusal that says
  * why; random bytes, mutated hellos and frames of no channel follow. Then as the
  * process itself, with its instance key (SNIPE_PROC_KEY): a channel opens, and
@@ -584,6 +586,23 @@ static void told_failure(tc_cluster *c, int s, sni_chan *ch, const char *urn)
  * TRAFFIC messages from a process on a arrive once each, in order; b kept its pid and
  * logged what it dropped.
  */
+/* The message port the agent at endpoint gives the process whose instance key is key
+ * (a MsgPort request, as snipe_open makes it). */
+static void port_of(const snipe_key *key, const char *endpoint, char *port, size_t len)
+{
+	Snipe__AgentRequest req = SNIPE__AGENT_REQUEST__INIT;
+	Snipe__MsgPort mp = SNIPE__MSG_PORT__INIT;
+	Snipe__AgentReply *r = NULL;
+	char err[256] = "";
+	req.op_case = SNIPE__AGENT_REQUEST__OP_MSG_PORT;
+	req.msg_port = &mp;
+	tu_assert_code(sni_agent_call(key, endpoint, &req, WAIT_MS, &r, err, sizeof(err)),
+	               SNIPE_OK);
+	ck_assert_msg(r->code == SNIPE_OK, "msg port: %s", r->error);
+	snprintf(port, len, "%s", r->endpoint);
+	snipe__agent_reply__free_unpacked(r, NULL);
+}
+
 START_TEST(test_agent_survives_fuzzed_frames_on_a_process_port)
 {
 	static const char *const extra[] = {"--msg-timeout-ms", MSG_TIMEOUT, NULL};
@@ -598,11 +617,12 @@ START_TEST(test_agent_survives_fuzzed_frames_on_a_process_port)
 		"gate", go, MSG_PROG_PATH, "recv", "OUT", SENDER_URN, TRAFFIC, NULL});
 	tm_prog_spawn(c, cl, &recv, "b", SNIPE_RESTART_NEVER, &info);
 	ck_assert_int_gt(info.pid, 0);
-	char port[512], keypath[512], err[256] = "";
-	proc_env((pid_t)info.pid, "SNIPE_MSG", port, sizeof(port));
+	char port[512], keypath[512], agent[512], err[256] = "";
+	proc_env((pid_t)info.pid, "SNIPE_AGENT", agent, sizeof(agent));
 	proc_env((pid_t)info.pid, "SNIPE_PROC_KEY", keypath, sizeof(keypath));
 	snipe_key *pkey = NULL, *stranger = NULL;
 	tu_assert_code(snipe_key_load(keypath, &pkey, err, sizeof(err)), SNIPE_OK);
+	port_of(pkey, agent, port, sizeof(port));
 	ck_assert_int_eq(snipe_key_generate(&stranger), SNIPE_OK);
 	int s = tm_connect(NN_PAIR, port);
 
