@@ -770,7 +770,10 @@ static void tick(uv_timer_t *t)
 	struct msgs *ms = t->data;
 	uint64_t now = sni_mono_ms();
 	peers_tick(ms->peers);
-	watch_start(ms);
+	/* only once messages go somewhere: nanomsg filters on the subscriber's side, so
+	 * a watch costs its agent a receive of every change in the cluster */
+	if (ms->nroutes > 0)
+		watch_start(ms);
 	for (size_t i = ms->nobs; i-- > 0;) {
 		struct outbox *ob = ms->obs[i];
 		bool waiting = ob->sent > ob->received ||
