@@ -70,18 +70,15 @@ static const struct prev_part *prev_part(const snipe_ckpt *c, const char *name)
 
 int snipe_ckpt_open(snipe_ckpt **out, char *err, size_t errlen)
 {
-	const char *vars[] = {"SNIPE_URN", "SNIPE_AGENT", "SNIPE_PROC_KEY"};
-	for (size_t i = 0; i < 3; i++)
-		if (getenv(vars[i]) == NULL || getenv(vars[i])[0] == '\0')
-			return sni_err(err, errlen, SNIPE_ENOENT,
-			               "%s is not set: this program was not started by a SNIPE agent",
-			               vars[i]);
+	int rc = sni_agent_env(err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
 	snipe_ckpt *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return SNIPE_ENOMEM;
 	snprintf(c->urn, sizeof(c->urn), "%s", getenv("SNIPE_URN"));
 	snprintf(c->agent, sizeof(c->agent), "%s", getenv("SNIPE_AGENT"));
-	int rc = snipe_key_load(getenv("SNIPE_PROC_KEY"), &c->key, err, errlen);
+	rc = snipe_key_load(getenv("SNIPE_PROC_KEY"), &c->key, err, errlen);
 	if (rc != SNIPE_OK) {
 		free(c);
 		return rc;

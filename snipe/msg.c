@@ -501,12 +501,9 @@ static int port_of(snipe_ctx *m, const char *agent, char *endpoint, size_t len, 
 
 int snipe_open(snipe_ckpt *ck, snipe_ctx **out, char *err, size_t errlen)
 {
-	const char *vars[] = {"SNIPE_URN", "SNIPE_AGENT", "SNIPE_PROC_KEY"};
-	for (size_t i = 0; i < 3; i++)
-		if (getenv(vars[i]) == NULL || getenv(vars[i])[0] == '\0')
-			return sni_err(err, errlen, SNIPE_ENOENT,
-			               "%s is not set: this program was not started by a SNIPE agent",
-			               vars[i]);
+	int rc = sni_agent_env(err, errlen);
+	if (rc != SNIPE_OK)
+		return rc;
 	snipe_ctx *m = calloc(1, sizeof(*m));
 	if (m == NULL || (m->q = calloc(QUEUE_MAX, sizeof(*m->q))) == NULL) {
 		free(m);
@@ -516,7 +513,7 @@ int snipe_open(snipe_ckpt *ck, snipe_ctx **out, char *err, size_t errlen)
 	snprintf(m->self, sizeof(m->self), "%s", getenv("SNIPE_URN"));
 	randombytes_buf(m->stream, sizeof(m->stream));
 	m->ck = ck;
-	int rc = snipe_key_load(getenv("SNIPE_PROC_KEY"), &m->key, err, errlen);
+	rc = snipe_key_load(getenv("SNIPE_PROC_KEY"), &m->key, err, errlen);
 	if (rc == SNIPE_OK && ck != NULL)
 		rc = restore(m, err, errlen);
 	char endpoint[300];

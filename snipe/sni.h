@@ -28,6 +28,9 @@ typedef struct sni_log_limit {
 void sni_log_limited(sni_log_limit *l, unsigned per_s, snipe_log_level level,
                      const char *component, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* SNIPE_OK if this program was started by an agent (SNIPE_URN, SNIPE_AGENT and
+ * SNIPE_PROC_KEY are set), else SNIPE_ENOENT naming the first one missing. */
+int sni_agent_env(char *err, size_t errlen);
 /* A monotonic clock in ms, for timeouts (never for timestamps others read). */
 uint64_t sni_mono_ms(void);
 

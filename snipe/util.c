@@ -32,6 +32,17 @@ void sni_hex(const uint8_t *bytes, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+int sni_agent_env(char *err, size_t errlen)
+{
+	const char *vars[] = {"SNIPE_URN", "SNIPE_AGENT", "SNIPE_PROC_KEY"};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		if (getenv(vars[i]) == NULL || getenv(vars[i])[0] == '\0')
+			return sni_err(err, errlen, SNIPE_ENOENT,
+			               "%s is not set: this program was not started by a SNIPE agent",
+			               vars[i]);
+	return SNIPE_OK;
+}
+
 bool sni_grow(void *arrayp, size_t n, size_t *cap, size_t elem)
 {
 	void **p = arrayp;
