@@ -23,21 +23,42 @@ struct rcds_consensus {
 	bool authenticated; /* transport is rcds_transport (else plain raft_uv_tcp) */
 	struct raft_fsm fsm;
 	uv_prepare_t flush; /* commits the store's batch before the loop sleeps */
+	uv_check_t propose; /* proposes the writes gathered in this loop turn as one entry */
 	rcds_store *store;
 	rcds_applied_fn on_applied;
 	void *arg;
-	rcds_result last; /* the result of the entry being applied; see fsm_apply */
+	/* Writes proposed since the last entry: serialised commands and whom to tell. */
+	ProtobufCBinaryData *pending;
+	struct waiter *waiters;
+	size_t npending, pending_cap, pending_bytes;
+	/* The results of the entry being applied, one per command; see fsm_apply. */
+	rcds_result *results;
+	size_t results_cap;
 	void (*closed)(void *arg);
 	void *closed_arg;
+	int open_handles;    /* while closing: libuv handles not yet closed */
 	uint64_t ready_term; /* a barrier of this term completed: the leader had applied
 	                        every entry committed before its term began */
 };
 
-struct proposal {
-	struct raft_apply req;
+/* Writes are gathered while the loop handles what woke it and proposed together, as
+ * one entry, before it waits again: one log write, one message per follower and one
+ * reply from each, instead of one per write. */
+#define BATCH_WRITES 256           /* commands per entry at most */
+#define BATCH_BYTES (1u << 20)     /* and bytes of commands */
+
+struct waiter {
 	rcds_done_fn done;
 	void *arg;
 };
+
+struct proposal {
+	struct raft_apply req;
+	size_t n;
+	struct waiter waiters[];
+};
+
+static void propose_cb(uv_check_t *h);
 
 static void transport_close(rcds_consensus *c)
 {
@@ -65,31 +86,53 @@ static void flush_cb(uv_prepare_t *h)
 		fatal_store(c);
 }
 
+/* Room for the results of an entry of n commands; false if out of memory. */
+static bool results_reserve(rcds_consensus *c, size_t n)
+{
+	if (n <= c->results_cap)
+		return true;
+	rcds_result *r = realloc(c->results, n * sizeof(*r));
+	if (r == NULL)
+		return false;
+	c->results = r;
+	c->results_cap = n;
+	return true;
+}
+
 /* libraft gives apply no index: it is the one after the last applied. A rejected write
  * is a result, not an error: a non-zero return would make libraft retry forever, which
- * is right only when the database itself failed. */
+ * is right only when the database itself failed. The result handed to the proposal's
+ * callback is the array of the entry's results, one per command. */
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
 	rcds_consensus *c = fsm->data;
 	uint64_t index = c->raft.last_applied + 1;
-	memset(&c->last, 0, sizeof(c->last));
-	Snipe__Command *cmd = rcds_entry_decode(buf);
-	int rc = SNIPE_OK;
-	if (cmd == NULL) {
+	Snipe__Command *entry = rcds_entry_decode(buf);
+	size_t n = entry != NULL && entry->n_batch > 0 ? entry->n_batch : 1;
+	Snipe__Command *one[1] = {entry};
+	Snipe__Command **cmds = n == 1 ? one : calloc(n, sizeof(*cmds));
+	if (cmds == NULL || !results_reserve(c, n))
+		fatal_store(c);
+	if (entry == NULL)
 		snipe_log(SNIPE_LOG_ERROR, "raft", "undecodable entry skipped index=%llu",
 		          (unsigned long long)index);
-		c->last.code = SNIPE_EDECODE;
-		c->last.index = index;
-	} else {
-		bool fresh = index > rcds_store_applied(c->store);
-		rc = rcds_store_apply(c->store, index, cmd, &c->last);
-		if (rc == SNIPE_OK && c->on_applied != NULL)
-			c->on_applied(c->arg, index, fresh ? cmd : NULL, &c->last);
-		snipe__command__free_unpacked(cmd, NULL);
-	}
-	if (rc != SNIPE_OK)
+	for (size_t i = 0; cmds != one && i < n; i++)
+		cmds[i] = snipe__command__unpack(NULL, entry->batch[i].len, entry->batch[i].data);
+	bool fresh = index > rcds_store_applied(c->store);
+	if (rcds_store_apply_all(c->store, index, (const Snipe__Command *const *)cmds, n,
+	                         c->results) != SNIPE_OK)
 		fatal_store(c);
-	*result = &c->last;
+	for (size_t i = 0; i < n; i++) {
+		if (cmds[i] != NULL && c->on_applied != NULL)
+			c->on_applied(c->arg, index, fresh ? cmds[i] : NULL, &c->results[i]);
+		if (cmds[i] != NULL && cmds != one)
+			snipe__command__free_unpacked(cmds[i], NULL);
+	}
+	if (cmds != one)
+		free(cmds);
+	if (entry != NULL)
+		snipe__command__free_unpacked(entry, NULL);
+	*result = c->results;
 	return 0;
 }
 
@@ -222,6 +265,9 @@ int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
 	uv_prepare_init(loop, &c->flush);
 	c->flush.data = c;
 	uv_prepare_start(&c->flush, flush_cb);
+	uv_check_init(loop, &c->propose);
+	c->propose.data = c;
+	uv_check_start(&c->propose, propose_cb);
 	*out = c;
 	return SNIPE_OK;
 fail_io:
@@ -241,14 +287,48 @@ fail_raft:
 static void proposal_done(struct raft_apply *req, int status, void *result)
 {
 	struct proposal *p = req->data;
-	if (status != 0)
-		p->done(p->arg, status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER
-		                        ? SNIPE_ENOTLEADER
-		                        : SNIPE_EIO,
-		        NULL);
-	else
-		p->done(p->arg, SNIPE_OK, result);
+	const rcds_result *res = result;
+	int code = status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER ? SNIPE_ENOTLEADER
+	                                                                       : SNIPE_EIO;
+	for (size_t i = 0; i < p->n; i++)
+		p->waiters[i].done(p->waiters[i].arg, status == 0 ? SNIPE_OK : code,
+		                   status == 0 ? &res[i] : NULL);
 	free(p);
+}
+
+/* Proposes the gathered writes as one entry. */
+static void propose_pending(rcds_consensus *c)
+{
+	size_t n = c->npending;
+	if (n == 0)
+		return;
+	struct proposal *p = malloc(sizeof(*p) + n * sizeof(p->waiters[0]));
+	struct raft_buffer buf = {0};
+	int rc = p != NULL ? rcds_entry_encode_batch(c->pending, n, &buf) : SNIPE_ENOMEM;
+	if (rc == SNIPE_OK) {
+		p->req.data = p;
+		p->n = n;
+		memcpy(p->waiters, c->waiters, n * sizeof(p->waiters[0]));
+		int rv = raft_apply(&c->raft, &p->req, &buf, 1, proposal_done);
+		if (rv != 0) {
+			raft_free(buf.base);
+			rc = rv == RAFT_NOTLEADER ? SNIPE_ENOTLEADER : SNIPE_EIO;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(c->pending[i].data);
+	c->npending = 0;
+	c->pending_bytes = 0;
+	if (rc == SNIPE_OK)
+		return;
+	free(p);
+	for (size_t i = 0; i < n; i++)
+		c->waiters[i].done(c->waiters[i].arg, rc, NULL);
+}
+
+static void propose_cb(uv_check_t *h)
+{
+	propose_pending(h->data);
 }
 
 int rcds_consensus_propose(rcds_consensus *c, const Snipe__Command *cmd, rcds_done_fn done,
@@ -256,24 +336,26 @@ int rcds_consensus_propose(rcds_consensus *c, const Snipe__Command *cmd, rcds_do
 {
 	if (raft_state(&c->raft) != RAFT_LEADER)
 		return SNIPE_ENOTLEADER;
-	struct raft_buffer buf;
-	int rc = rcds_entry_encode(cmd, &buf);
-	if (rc != SNIPE_OK)
-		return rc;
-	struct proposal *p = calloc(1, sizeof(*p));
-	if (p == NULL) {
-		raft_free(buf.base);
+	size_t len = snipe__command__get_packed_size(cmd);
+	if (len > BATCH_BYTES)
+		return SNIPE_ERANGE;
+	if (c->pending_bytes + len > BATCH_BYTES)
+		propose_pending(c);
+	if (c->npending == c->pending_cap) {
+		size_t cap = c->pending_cap;
+		if (!sni_grow(&c->pending, c->npending, &cap, sizeof(*c->pending)) ||
+		    !sni_grow(&c->waiters, c->npending, &c->pending_cap, sizeof(*c->waiters)))
+			return SNIPE_ENOMEM;
+	}
+	uint8_t *bytes = malloc(len ? len : 1);
+	if (bytes == NULL)
 		return SNIPE_ENOMEM;
-	}
-	p->req.data = p;
-	p->done = done;
-	p->arg = arg;
-	int rv = raft_apply(&c->raft, &p->req, &buf, 1, proposal_done);
-	if (rv != 0) {
-		raft_free(buf.base);
-		free(p);
-		return rv == RAFT_NOTLEADER ? SNIPE_ENOTLEADER : SNIPE_EIO;
-	}
+	snipe__command__pack(cmd, bytes);
+	c->pending[c->npending] = (ProtobufCBinaryData){len, bytes};
+	c->waiters[c->npending] = (struct waiter){done, arg};
+	c->pending_bytes += len;
+	if (++c->npending == BATCH_WRITES)
+		propose_pending(c);
 	return SNIPE_OK;
 }
 
@@ -455,6 +537,7 @@ int rcds_consensus_barrier(rcds_consensus *c, void (*done)(void *arg, int code),
 	b->term = c->raft.current_term;
 	b->done = done;
 	b->arg = arg;
+	propose_pending(c); /* the barrier comes after every write proposed before it */
 	int rv = raft_barrier(&c->raft, &b->req, barrier_done);
 	if (rv != 0) {
 		free(b);
@@ -521,14 +604,19 @@ static void finish_close(rcds_consensus *c)
 {
 	void (*closed)(void *) = c->closed;
 	void *arg = c->closed_arg;
+	free(c->pending);
+	free(c->waiters);
+	free(c->results);
 	free(c);
 	if (closed != NULL)
 		closed(arg);
 }
 
-static void flush_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t *h)
 {
-	finish_close(h->data);
+	rcds_consensus *c = h->data;
+	if (--c->open_handles == 0)
+		finish_close(c);
 }
 
 static void transport_closed(struct raft *r)
@@ -538,15 +626,24 @@ static void transport_closed(struct raft *r)
 	transport_close(c);
 	if (rcds_store_flush(c->store) != SNIPE_OK)
 		snipe_log(SNIPE_LOG_ERROR, "raft", "last batch not committed; the log replays it");
-	if (c->flush.data != NULL) /* started: see rcds_consensus_start */
-		uv_close((uv_handle_t *)&c->flush, flush_closed);
-	else
+	if (c->flush.data == NULL) { /* never started: see rcds_consensus_start */
 		finish_close(c);
+		return;
+	}
+	c->open_handles = 2;
+	uv_close((uv_handle_t *)&c->flush, handle_closed);
+	uv_close((uv_handle_t *)&c->propose, handle_closed);
 }
 
 void rcds_consensus_close(rcds_consensus *c, void (*done)(void *arg), void *arg)
 {
 	c->closed = done;
 	c->closed_arg = arg;
+	/* Writes gathered but not proposed: their clients retry at the next leader. */
+	for (size_t i = 0; i < c->npending; i++) {
+		free(c->pending[i].data);
+		c->waiters[i].done(c->waiters[i].arg, SNIPE_ENOTLEADER, NULL);
+	}
+	c->npending = 0;
 	raft_close(&c->raft, transport_closed);
 }

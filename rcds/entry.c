@@ -9,23 +9,47 @@
 
 #define HEADER 4u
 
-int rcds_entry_encode(const Snipe__Command *cmd, struct raft_buffer *buf)
+/* A zeroed frame for a command of len bytes, its header written; NULL if too long or
+ * out of memory. */
+static uint8_t *frame(size_t len, struct raft_buffer *buf)
 {
-	size_t len = snipe__command__get_packed_size(cmd);
 	if (len > UINT32_MAX - 8)
-		return SNIPE_ERANGE;
+		return NULL;
 	size_t padded = (HEADER + len + 7u) & ~(size_t)7u;
 	uint8_t *p = raft_calloc(1, padded);
 	if (p == NULL)
-		return SNIPE_ENOMEM;
+		return NULL;
 	p[0] = (uint8_t)(len >> 24);
 	p[1] = (uint8_t)(len >> 16);
 	p[2] = (uint8_t)(len >> 8);
 	p[3] = (uint8_t)len;
-	snipe__command__pack(cmd, p + HEADER);
 	buf->base = p;
 	buf->len = padded;
+	return p + HEADER;
+}
+
+int rcds_entry_encode(const Snipe__Command *cmd, struct raft_buffer *buf)
+{
+	uint8_t *p = frame(snipe__command__get_packed_size(cmd), buf);
+	if (p == NULL)
+		return SNIPE_ENOMEM;
+	snipe__command__pack(cmd, p);
 	return SNIPE_OK;
+}
+
+int rcds_entry_encode_batch(const ProtobufCBinaryData *cmds, size_t n, struct raft_buffer *buf)
+{
+	if (n == 1) {
+		uint8_t *p = frame(cmds[0].len, buf);
+		if (p == NULL)
+			return SNIPE_ENOMEM;
+		memcpy(p, cmds[0].data, cmds[0].len);
+		return SNIPE_OK;
+	}
+	Snipe__Command batch = SNIPE__COMMAND__INIT;
+	batch.batch = (ProtobufCBinaryData *)cmds;
+	batch.n_batch = n;
+	return rcds_entry_encode(&batch, buf);
 }
 
 Snipe__Command *rcds_entry_decode(const struct raft_buffer *buf)

@@ -12,6 +12,9 @@
 /* Encodes cmd into buf; buf->base is raft_malloc'd (libraft takes ownership when the
  * buffer is given to raft_apply). */
 int rcds_entry_encode(const Snipe__Command *cmd, struct raft_buffer *buf);
+/* Encodes the n serialised commands of cmds (n >= 1) as one entry: the command itself
+ * when n is 1, else a Command whose batch holds them. */
+int rcds_entry_encode_batch(const ProtobufCBinaryData *cmds, size_t n, struct raft_buffer *buf);
 /* Decodes an entry; NULL if it is malformed. Free with snipe__command__free_unpacked. */
 Snipe__Command *rcds_entry_decode(const struct raft_buffer *buf);
 

@@ -19,7 +19,8 @@
 #include "store.h"
 
 #define REQUEST_ID_BYTES 16
-#define REQUEST_RETAIN 100000u /* request ids are remembered for this many entries */
+#define REQUEST_RETAIN 100000u /* request ids are remembered for this many entries (an
+                                 * entry holds one write or a batch of them) */
 #define REQUEST_TRIM_EVERY 1024u /* ...and trimmed at indexes that are multiples of this */
 #define QUERY_WHERE_MAX 32
 #define KEY_PREFIX "urn:snipe:key:"
@@ -808,24 +809,16 @@ static int apply_command(rcds_store *s, uint64_t index, const Snipe__Command *cm
 	return rc == SNIPE_OK ? apply_write(s, index, cmd, res) : rc;
 }
 
-/* Records the result under the request id and now and then forgets old ids. */
-static int finish(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
-                  const rcds_result *res)
+/* Records the result under the request id. */
+static int finish(rcds_store *s, const Snipe__Command *cmd, const rcds_result *res)
 {
 	sqlite3_stmt *st = s->st[ST_REQ_PUT];
-	int rc = SNIPE_OK;
-
-	if (cmd->request_id.len == REQUEST_ID_BYTES) {
-		rc = st_bound(s, ST_REQ_PUT,
-		              bind_blob(st, 1, cmd->request_id.data, REQUEST_ID_BYTES) |
-		                      bind_u64(st, 2, res->index) |
-		                      sqlite3_bind_int(st, 3, res->code));
-		if (rc == SNIPE_OK)
-			rc = st_done(s, ST_REQ_PUT);
-	}
-	if (rc == SNIPE_OK && index > REQUEST_RETAIN && index % REQUEST_TRIM_EVERY == 0)
-		rc = run_u64(s, ST_REQ_TRIM, index - REQUEST_RETAIN);
-	return rc;
+	if (cmd->request_id.len != REQUEST_ID_BYTES)
+		return SNIPE_OK;
+	int rc = st_bound(s, ST_REQ_PUT,
+	                  bind_blob(st, 1, cmd->request_id.data, REQUEST_ID_BYTES) |
+	                          bind_u64(st, 2, res->index) | sqlite3_bind_int(st, 3, res->code));
+	return rc == SNIPE_OK ? st_done(s, ST_REQ_PUT) : rc;
 }
 
 int rcds_store_flush(rcds_store *s)
@@ -847,25 +840,37 @@ int rcds_store_flush(rcds_store *s)
 	return rc;
 }
 
-int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
-                     rcds_result *res)
+int rcds_store_apply_all(rcds_store *s, uint64_t index, const Snipe__Command *const *cmds,
+                         size_t n, rcds_result *res)
 {
-	memset(res, 0, sizeof(*res));
-	res->code = SNIPE_OK;
-	res->index = index;
+	for (size_t i = 0; i < n; i++) {
+		memset(&res[i], 0, sizeof(res[i]));
+		res[i].code = SNIPE_OK;
+		res[i].index = index;
+	}
 	if (index <= s->applied)
 		return SNIPE_OK;
 	int rc = s->in_batch ? SNIPE_OK : st_done(s, ST_BEGIN);
 	if (rc != SNIPE_OK)
 		goto fail;
 	s->in_batch = true;
-	rc = apply_command(s, index, cmd, res);
-	if (rc == SNIPE_OK)
-		rc = finish(s, index, cmd, res);
+	for (size_t i = 0; i < n && rc == SNIPE_OK; i++) {
+		if (cmds[i] == NULL) {
+			res[i].code = sni_err(res[i].reason, sizeof(res[i].reason), SNIPE_EDECODE,
+			                      "command %zu of the entry does not decode", i + 1);
+			continue;
+		}
+		rc = apply_command(s, index, cmds[i], &res[i]);
+		if (rc == SNIPE_OK)
+			rc = finish(s, cmds[i], &res[i]);
+	}
+	if (rc == SNIPE_OK && index > REQUEST_RETAIN && index % REQUEST_TRIM_EVERY == 0)
+		rc = run_u64(s, ST_REQ_TRIM, index - REQUEST_RETAIN);
 	if (rc != SNIPE_OK)
 		goto fail;
 	s->applied = index;
-	if (++s->batched >= BATCH_MAX)
+	s->batched += n;
+	if (s->batched >= BATCH_MAX)
 		return rcds_store_flush(s);
 	return SNIPE_OK;
 fail:
@@ -876,10 +881,18 @@ fail:
 	s->in_batch = false;
 	s->batched = 0;
 	s->applied = s->committed;
-	res->code = SNIPE_EIO;
-	res->keys_changed = false;
-	snprintf(res->reason, sizeof(res->reason), "catalog database failure");
+	for (size_t i = 0; i < n; i++) {
+		res[i].code = SNIPE_EIO;
+		res[i].keys_changed = false;
+		snprintf(res[i].reason, sizeof(res[i].reason), "catalog database failure");
+	}
 	return SNIPE_EIO;
+}
+
+int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
+                     rcds_result *res)
+{
+	return rcds_store_apply_all(s, index, &cmd, 1, res);
 }
 
 /* ------------------------------------------------------------------ reads */

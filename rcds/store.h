@@ -68,6 +68,11 @@ uint64_t rcds_store_applied(const rcds_store *s);
  */
 int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
                      rcds_result *res);
+/* Applies the n commands of one entry (several writes the leader proposed together),
+ * in order, each atomic on its own with its own result in res[i]; all are at `index`.
+ * A NULL command (it did not decode) gets SNIPE_EDECODE and changes nothing. */
+int rcds_store_apply_all(rcds_store *s, uint64_t index, const Snipe__Command *const *cmds,
+                         size_t n, rcds_result *res);
 
 /* Writes grouped since the last flush are committed together: the store keeps a
  * transaction open across applies (at most 256) until this is called, so a batch of

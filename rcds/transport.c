@@ -242,6 +242,10 @@ static bool shake_start(struct auth *a, struct shake *s, uv_stream_t *stream)
 	s->a = a;
 	s->stream = stream;
 	stream->data = s;
+	/* raft_uv_tcp leaves Nagle on: an AppendEntries then waits for the ack of the one
+	 * before it, which the follower sends only with its reply, after its disk write. */
+	if (stream->type == UV_TCP)
+		uv_tcp_nodelay((uv_tcp_t *)stream, 1);
 	uv_timer_init(stream->loop, &s->timer);
 	s->timer.data = s;
 	s->next = a->shakes;

@@ -333,13 +333,11 @@ static double failover_ms(rcds_client *c)
 
 int main(int argc, char **argv)
 {
-	(void)argc;
 	char self[4096];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	self[n > 0 ? n : 0] = '\0';
 	snprintf(snipe_bin, sizeof(snipe_bin), "%s/snipe", dirname(self));
 	snprintf(dir, sizeof(dir), "/tmp/snipe-bench-%d", (int)getpid());
-	(void)argv;
 
 	mkdir(dir, 0700);
 	double rtt = nanomsg_rtt_us();
@@ -348,10 +346,23 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	double fs = fsync_us();
-	double p50, p99;
-	single_writer(&p50, &p99);
-	double wps = parallel(64, false, 3.0);
-	double rps = parallel(4, true, 3.0);
+	/* "bench_catalog writes" (or single, reads): that measurement alone, for profiling. */
+	const char *only = argc > 1 ? argv[1] : NULL;
+	double p50 = 0, p99 = 0, wps = 0, rps = 0;
+	if (only == NULL || strcmp(only, "single") == 0)
+		single_writer(&p50, &p99);
+	int writers = argc > 2 ? atoi(argv[2]) : 64;
+	if (writers < 1 || writers > 64)
+		writers = 64;
+	if (only == NULL || strcmp(only, "writes") == 0 || strcmp(only, "reads") == 0)
+		wps = parallel(writers, false, 3.0);
+	if (only == NULL || strcmp(only, "reads") == 0)
+		rps = parallel(4, true, 3.0);
+	if (only != NULL) {
+		printf("single p50 %.0f us p99 %.0f us (rtt %.0f fsync %.0f); writes %.0f/s; reads %.0f/s\n",
+		       p50, p99, rtt, fs, wps, rps);
+		goto down;
+	}
 	rcds_client *fc = NULL;
 	char err[256];
 	rcds_client_open(endpoints, admin, &fc, err, sizeof(err));
@@ -383,8 +394,9 @@ int main(int argc, char **argv)
 	       "leader kill -> write ok", fo50, fo50 >= 0 && fo50 <= 500 ? "met" : "missed", fo_max,
 	       kills);
 
+down:;
 	char cmd[8192];
-	snprintf(cmd, sizeof(cmd), "%s cluster down --dir %s 2>/dev/null; rm -rf %s", snipe_bin,
+	snprintf(cmd, sizeof(cmd), "%s cluster down --dir %s 2>/dev/null; [ -n \"$BENCH_KEEP\" ] || rm -rf %s", snipe_bin,
 	         dir, dir);
 	run(cmd);
 	snipe_key_free(admin);

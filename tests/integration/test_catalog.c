@@ -753,7 +753,8 @@ END_TEST
  * than that (with --snapshot-threshold 64) can only be brought back by a snapshot. */
 #define SNAP_TRAILING 1024
 #define SNAP_WRITES (SNAP_TRAILING + 256)
-#define SNAP_WRITERS 4
+#define SNAP_WRITERS 1 /* one write in flight: one entry each (the leader proposes the
+                        * writes that arrive together as one entry) */
 
 struct snap_writer {
 	pthread_t thread;
@@ -779,7 +780,7 @@ static void *snap_writer_main(void *arg)
 	return NULL;
 }
 
-/* SNAP_WRITES writes (one Raft entry each) from SNAP_WRITERS clients at once. */
+/* SNAP_WRITES writes, one Raft entry each. */
 static void write_snap_entries(tc_cluster *c)
 {
 	struct snap_writer sw[SNAP_WRITERS];
@@ -1142,6 +1143,70 @@ START_TEST(test_compare_and_set)
 }
 END_TEST
 
+/* Writes in flight together share a Raft entry; each still gets its own result. */
+#define SHARED_WRITERS 8
+#define SHARED_ROUNDS 100
+
+struct shared_writer {
+	pthread_t thread;
+	rcds_client *cl;
+	int id, wrong;
+	char what[160];
+};
+
+static void *shared_writer_main(void *arg)
+{
+	struct shared_writer *sw = arg;
+	for (int n = 0; n < SHARED_ROUNDS; n++) {
+		char urn[64];
+		snprintf(urn, sizeof(urn), "urn:snipe:data:shared/%d/%03d", sw->id, n);
+		uint64_t v = 0, none = 0;
+		int first = put_if(sw->cl, urn, "c", "1", 0, &v);
+		int second = put_if(sw->cl, urn, "c", "2", 0, &none);
+		if (first != SNIPE_OK || v == 0 || second != SNIPE_ECONFLICT || none != 0) {
+			if (sw->wrong++ == 0)
+				snprintf(sw->what, sizeof(sw->what), "%s: %s then %s", urn,
+				         snipe_errname(first), snipe_errname(second));
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_concurrent_writes_share_entries_with_their_own_results)
+{
+	tc_cluster *c = tc_cluster_start(3);
+	const snipe_key *admin = tc_cluster_admin_key(c);
+	rcds_client *cl = tc_cluster_client(c, -1, admin);
+	put_ok(cl, "urn:snipe:data:shared-start", "x", "1");
+	int leader = leader_of(c);
+	uint64_t before = leader_applied(c, leader);
+	struct shared_writer sw[SHARED_WRITERS];
+	for (int k = 0; k < SHARED_WRITERS; k++) {
+		sw[k] = (struct shared_writer){.cl = tc_cluster_client(c, -1, admin), .id = k};
+		ck_assert_int_eq(pthread_create(&sw[k].thread, NULL, shared_writer_main, &sw[k]), 0);
+	}
+	for (int k = 0; k < SHARED_WRITERS; k++) {
+		ck_assert_int_eq(pthread_join(sw[k].thread, NULL), 0);
+		ck_assert_msg(sw[k].wrong == 0, "writer %d: %d wrong results, first %s", k,
+		              sw[k].wrong, sw[k].what);
+		rcds_client_close(sw[k].cl);
+	}
+	uint64_t entries = leader_applied(c, leader) - before;
+	fprintf(stderr, "shared entries: %d writes in %" PRIu64 " entries\n",
+	        2 * SHARED_WRITERS * SHARED_ROUNDS, entries);
+	ck_assert_uint_lt(entries, 2 * SHARED_WRITERS * SHARED_ROUNDS);
+	rcds_list l = query_all(cl, "urn:snipe:data:shared/");
+	ck_assert_uint_eq(l.count, SHARED_WRITERS * SHARED_ROUNDS);
+	for (size_t i = 0; i < l.count; i++) {
+		ck_assert_uint_eq(l.items[i].value_len, 1);
+		ck_assert_mem_eq(l.items[i].value, "1", 2);
+	}
+	rcds_list_free(&l);
+	rcds_client_close(cl);
+	stop_cluster(c);
+}
+END_TEST
+
 /* -------------------------------------------------------------------- suite */
 
 static TCase *tcase(const char *name, double timeout)
@@ -1177,6 +1242,7 @@ static Suite *suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase("cas", 120);
+	tcase_add_test(tc, test_concurrent_writes_share_entries_with_their_own_results);
 	tcase_add_test(tc, test_compare_and_set);
 	suite_add_tcase(s, tc);
 	return s;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "entry.h"
 #include "sni.h"
 #include "store.h"
 #include "testutil.h"
@@ -319,6 +320,106 @@ START_TEST(test_replayed_index_is_skipped)
 	ck_assert_uint_eq(version, 5);
 	ck_assert_uint_eq(rcds_store_applied(s), 5);
 	rcds_store_close(s);
+}
+END_TEST
+
+/* An entry of several writes: each applied on its own, in order, all at its index. */
+START_TEST(test_entry_of_several_writes_applies_each_on_its_own)
+{
+	rcds_store *s = populated();
+	rcds_result res[4];
+	cmd *m[4];
+
+	m[0] = cmd_new(alice, 1000);
+	put_by(m[0], alice, "urn:snipe:data:x", "a", "v1");
+	m[1] = cmd_new(bob, 1000); /* bob does not own x: denied, and changes nothing */
+	put_by(m[1], bob, "urn:snipe:data:x", "a", "bob");
+	m[2] = cmd_new(alice, 1000); /* sees the first write: compare-and-set on version 5 */
+	Snipe__PutItem *cas = put_by(m[2], alice, "urn:snipe:data:x", "a", "v2");
+	cas->check_version = true;
+	cas->expect_version = 5;
+	m[3] = cmd_new(alice, 1000); /* a retry of the first: its result, not applied again */
+	memcpy(m[3]->id, m[0]->id, sizeof(m[0]->id));
+	put_by(m[3], alice, "urn:snipe:data:x", "a", "again");
+	const Snipe__Command *cmds[4] = {&m[0]->c, &m[1]->c, &m[2]->c, &m[3]->c};
+
+	ck_assert_int_eq(rcds_store_apply_all(s, 5, cmds, 4, res), SNIPE_OK);
+	ck_assert_int_eq(res[0].code, SNIPE_OK);
+	ck_assert_int_eq(res[1].code, SNIPE_EDENIED);
+	ck_assert_int_eq(res[2].code, SNIPE_OK);
+	ck_assert_int_eq(res[3].code, SNIPE_OK);
+	for (int i = 0; i < 4; i++)
+		ck_assert_uint_eq(res[i].index, 5);
+	ck_assert_uint_eq(rcds_store_applied(s), 5);
+	uint64_t version = 0;
+	ck_assert_str_eq(value_of(s, "urn:snipe:data:x", "a", 1000, &version), "v2");
+	ck_assert_uint_eq(version, 5);
+	/* replayed after a restart: skipped as a whole */
+	ck_assert_int_eq(rcds_store_apply_all(s, 5, cmds, 4, res), SNIPE_OK);
+	ck_assert_str_eq(value_of(s, "urn:snipe:data:x", "a", 1000, NULL), "v2");
+	for (int i = 0; i < 4; i++)
+		cmd_free(m[i]);
+	rcds_store_close(s);
+}
+END_TEST
+
+/* A command of the entry that did not decode is EDECODE; the others apply. */
+START_TEST(test_undecodable_command_of_an_entry_is_edecode)
+{
+	rcds_store *s = populated();
+	rcds_result res[2];
+	cmd *m = cmd_new(alice, 1000);
+	put_by(m, alice, "urn:snipe:data:x", "a", "v1");
+	const Snipe__Command *cmds[2] = {NULL, &m->c};
+
+	ck_assert_int_eq(rcds_store_apply_all(s, 5, cmds, 2, res), SNIPE_OK);
+	ck_assert_int_eq(res[0].code, SNIPE_EDECODE);
+	ck_assert_int_eq(res[1].code, SNIPE_OK);
+	ck_assert_str_eq(value_of(s, "urn:snipe:data:x", "a", 1000, NULL), "v1");
+	cmd_free(m);
+	rcds_store_close(s);
+}
+END_TEST
+
+/* Entries round-trip: one command alone, several as a batch, each byte for byte. */
+START_TEST(test_entry_batch_encodes_and_decodes)
+{
+	cmd *m[3];
+	ProtobufCBinaryData packed[3];
+	for (int i = 0; i < 3; i++) {
+		m[i] = cmd_new(alice, 1000 + (uint64_t)i);
+		put_by(m[i], alice, "urn:snipe:data:x", "a", "v");
+		packed[i].len = snipe__command__get_packed_size(&m[i]->c);
+		packed[i].data = malloc(packed[i].len);
+		snipe__command__pack(&m[i]->c, packed[i].data);
+	}
+	struct raft_buffer buf;
+
+	ck_assert_int_eq(rcds_entry_encode_batch(packed, 1, &buf), SNIPE_OK);
+	ck_assert_uint_eq(buf.len % 8, 0);
+	Snipe__Command *one = rcds_entry_decode(&buf);
+	ck_assert_ptr_nonnull(one);
+	ck_assert_uint_eq(one->n_batch, 0);
+	ck_assert_uint_eq(one->time_ms, 1000);
+	snipe__command__free_unpacked(one, NULL);
+	raft_free(buf.base);
+
+	ck_assert_int_eq(rcds_entry_encode_batch(packed, 3, &buf), SNIPE_OK);
+	ck_assert_uint_eq(buf.len % 8, 0);
+	Snipe__Command *batch = rcds_entry_decode(&buf);
+	ck_assert_ptr_nonnull(batch);
+	ck_assert_uint_eq(batch->n_batch, 3);
+	ck_assert_ptr_null(batch->write);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(batch->batch[i].len, packed[i].len);
+		ck_assert_mem_eq(batch->batch[i].data, packed[i].data, packed[i].len);
+		free(packed[i].data);
+		cmd_free(m[i]);
+	}
+	snipe__command__free_unpacked(batch, NULL);
+	buf.len = 3; /* truncated below its header */
+	ck_assert_ptr_null(rcds_entry_decode(&buf));
+	raft_free(buf.base);
 }
 END_TEST
 
@@ -1498,6 +1599,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_get_returns_attrs_in_order_and_empty_values);
 	tcase_add_test(tc, test_replayed_index_is_skipped);
 	tcase_add_test(tc, test_retried_request_id_returns_first_result);
+	tcase_add_test(tc, test_entry_of_several_writes_applies_each_on_its_own);
+	tcase_add_test(tc, test_undecodable_command_of_an_entry_is_edecode);
+	tcase_add_test(tc, test_entry_batch_encodes_and_decodes);
 	tcase_add_test(tc, test_retried_request_id_repeats_a_rejection);
 	tcase_add_test(tc, test_request_ids_are_forgotten_after_100000_entries);
 	tcase_add_test(tc, test_request_id_of_wrong_length_is_einval);
