@@ -373,6 +373,7 @@ int main(int argc, char **argv)
 	snipe_log_set_ident("rcdsd");
 	/* A peer that dies mid-write must cost an EPIPE, not this process. */
 	signal(SIGPIPE, SIG_IGN);
+	rcds_store_init();
 	snipe_config *cfg = NULL;
 	bool foreground = false, check_only = false;
 	struct settings st = {0};

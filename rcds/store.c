@@ -126,7 +126,7 @@ static const char *const stmt_name[] = {
 #undef STMT_NAME_
 };
 
-#define BATCH_MAX 256
+#define BATCH_MAX 1024
 
 struct rcds_store {
 	sqlite3 *db;
@@ -295,6 +295,11 @@ static int load_applied(rcds_store *s)
 	return load_next_expiry(s);
 }
 
+void rcds_store_init(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int rcds_store_open(const char *path, const uint8_t *admin_pk, rcds_store **out, char *err,
                     size_t errlen)
 {
@@ -308,8 +313,10 @@ int rcds_store_open(const char *path, const uint8_t *admin_pk, rcds_store **out,
 	s->memory = strcmp(path, ":memory:") == 0;
 
 	int rc = SNIPE_OK;
-	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-	    SQLITE_OK) {
+	/* NOMUTEX: a store is used by one thread at a time (the replica's loop). */
+	if (sqlite3_open_v2(path, &s->db,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+	                    NULL) != SQLITE_OK) {
 		rc = open_fail(s->db, path, "cannot open", err, errlen);
 		goto fail;
 	}
@@ -819,6 +826,11 @@ static int finish(rcds_store *s, const Snipe__Command *cmd, const rcds_result *r
 	                  bind_blob(st, 1, cmd->request_id.data, REQUEST_ID_BYTES) |
 	                          bind_u64(st, 2, res->index) | sqlite3_bind_int(st, 3, res->code));
 	return rc == SNIPE_OK ? st_done(s, ST_REQ_PUT) : rc;
+}
+
+bool rcds_store_pending(const rcds_store *s)
+{
+	return s->in_batch;
 }
 
 int rcds_store_flush(rcds_store *s)

@@ -48,6 +48,10 @@ typedef struct rcds_result {
 	char reason[160];  /* for a person, when code != SNIPE_OK */
 } rcds_result;
 
+/* Process-wide SQLite settings for a replica, before any store is opened: no memory
+ * statistics (they take a global mutex on every allocation). */
+void rcds_store_init(void);
+
 /* Opens or creates the database at path (":memory:" for tests). admin_pk (32 bytes,
  * copied) is the cluster's trust root. */
 int rcds_store_open(const char *path, const uint8_t *admin_pk, rcds_store **out, char *err,
@@ -74,9 +78,11 @@ int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
 int rcds_store_apply_all(rcds_store *s, uint64_t index, const Snipe__Command *const *cmds,
                          size_t n, rcds_result *res);
 
+/* Whether writes were applied since the last flush (rcds_store_flush commits them). */
+bool rcds_store_pending(const rcds_store *s);
 /* Writes grouped since the last flush are committed together: the store keeps a
- * transaction open across applies (at most 256) until this is called, so a batch of
- * entries costs one commit. Reads see applied writes at once (same connection);
+ * transaction open across applies (at most 1024 writes) until this is called, so a
+ * batch of entries costs one commit. Reads see applied writes at once (same connection);
  * durability comes from the Raft log, which replays what a crash lost. On SNIPE_EIO
  * the batch was lost and the replica must stop. */
 int rcds_store_flush(rcds_store *s);
