@@ -9,6 +9,7 @@
  * found, and returned as SNIPE_EIO; a rejected write is a result, not a failure.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,7 +141,120 @@ struct rcds_store {
 	uint64_t next_expiry; /* no assertion expires before this (UINT64_MAX: none) */
 	uint8_t admin[SNIPE_PK_BYTES];
 	sqlite3_stmt *st[ST_COUNT];
+	struct checkpointer *checkpointer; /* NULL for a store in memory */
 };
+
+/* ------------------------------------------------------------ checkpoints */
+
+/*
+ * Copying the WAL back into the database file, and the fsync that ends it, took up to
+ * 16 ms at a time, and SQLite does it in the connection that commits: the replica's
+ * loop, which then answered nothing. A thread with its own connection does it instead,
+ * PASSIVE (it never blocks the loop's writes), once CHECKPOINT_PAGES pages of WAL have
+ * built up. Rare checkpoints copy a page rewritten many times only once.
+ */
+#define CHECKPOINT_PAGES 16384 /* 16 MiB of 1 KiB pages */
+
+struct checkpointer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool due, stop;
+	int pages; /* checkpoint once the WAL is this long; CHECKPOINT_PAGES */
+	sqlite3 *db;
+};
+
+static void *checkpointer_main(void *arg)
+{
+	struct checkpointer *k = arg;
+	pthread_mutex_lock(&k->lock);
+	for (;;) {
+		while (!k->due && !k->stop)
+			pthread_cond_wait(&k->wake, &k->lock);
+		if (k->stop)
+			break;
+		k->due = false;
+		pthread_mutex_unlock(&k->lock);
+		int rc = sqlite3_wal_checkpoint_v2(k->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+		                                   NULL);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			snipe_log(SNIPE_LOG_WARN, "store", "checkpoint failed sqlite=%d error=\"%s\"",
+			          rc, sqlite3_errmsg(k->db));
+		pthread_mutex_lock(&k->lock);
+	}
+	pthread_mutex_unlock(&k->lock);
+	return NULL;
+}
+
+/* After each commit of the loop's connection: pages is the WAL's length. */
+static int wal_grown(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct checkpointer *k = arg;
+	(void)db;
+	(void)name;
+	if (pages >= k->pages) {
+		pthread_mutex_lock(&k->lock);
+		k->due = true;
+		pthread_cond_signal(&k->wake);
+		pthread_mutex_unlock(&k->lock);
+	}
+	return SQLITE_OK;
+}
+
+static void checkpointer_stop(struct checkpointer *k)
+{
+	if (k == NULL)
+		return;
+	pthread_mutex_lock(&k->lock);
+	k->stop = true;
+	pthread_cond_signal(&k->wake);
+	pthread_mutex_unlock(&k->lock);
+	pthread_join(k->thread, NULL);
+	pthread_cond_destroy(&k->wake);
+	pthread_mutex_destroy(&k->lock);
+	sqlite3_close(k->db);
+	free(k);
+}
+
+/* Starts the checkpoint thread of a store in a file, in WAL mode. */
+static int checkpointer_start(rcds_store *s, const char *path, char *err, size_t errlen)
+{
+	struct checkpointer *k = calloc(1, sizeof(*k));
+	if (k == NULL)
+		return sni_err(err, errlen, SNIPE_ENOMEM, "out of memory");
+	/* The journal mode is read with the file: a connection that has not read it does
+	 * not checkpoint (it reports "not in WAL mode"). */
+	if (sqlite3_open_v2(path, &k->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+	            SQLITE_OK ||
+	    sqlite3_exec(k->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) {
+		int rc = sni_err(err, errlen, SNIPE_EIO, "catalog database %s: checkpoint "
+		                 "connection: %s", path, sqlite3_errmsg(k->db));
+		sqlite3_close(k->db);
+		free(k);
+		return rc;
+	}
+	k->pages = CHECKPOINT_PAGES;
+	pthread_mutex_init(&k->lock, NULL);
+	pthread_cond_init(&k->wake, NULL);
+	if (pthread_create(&k->thread, NULL, checkpointer_main, k) != 0) {
+		pthread_cond_destroy(&k->wake);
+		pthread_mutex_destroy(&k->lock);
+		sqlite3_close(k->db);
+		free(k);
+		return sni_err(err, errlen, SNIPE_ENOMEM, "cannot start the checkpoint thread");
+	}
+	s->checkpointer = k;
+	sqlite3_wal_hook(s->db, wal_grown, k); /* replaces SQLite's own checkpoints */
+	/* A restore (backup into this file) waits for a checkpoint in progress. */
+	sqlite3_busy_timeout(s->db, 10000);
+	return SNIPE_OK;
+}
+
+void rcds_store_set_checkpoint_pages(rcds_store *s, int pages)
+{
+	if (s->checkpointer != NULL && pages > 0)
+		s->checkpointer->pages = pages;
+}
 
 /* ------------------------------------------------------- sqlite plumbing */
 
@@ -243,13 +357,10 @@ static int configure(rcds_store *s, const char *path, char *err, size_t errlen)
 {
 	/* Small pages: a write dirties a few pages scattered over the B-trees (random
 	 * URNs and request ids), and each dirty page is written whole to the WAL; 1 KiB
-	 * pages quarter those bytes (only takes effect when the file is created). Rare
-	 * checkpoints (16 MiB of WAL): a page rewritten many times is copied back once;
-	 * this halved the bytes written per catalog write. */
-	if (sqlite3_exec(s->db,
-	                 "PRAGMA page_size=1024; PRAGMA cache_size=-65536;"
-	                 " PRAGMA wal_autocheckpoint=16384",
-	                 NULL, NULL, NULL) != SQLITE_OK)
+	 * pages quarter those bytes (only takes effect when the file is created). The
+	 * checkpoints are the checkpointer's (above). */
+	if (sqlite3_exec(s->db, "PRAGMA page_size=1024; PRAGMA cache_size=-65536", NULL, NULL,
+	                 NULL) != SQLITE_OK)
 		return open_fail(s->db, path, "cannot set the page size", err, errlen);
 	if (!s->memory && sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) !=
 	                          SQLITE_OK)
@@ -321,6 +432,8 @@ int rcds_store_open(const char *path, const uint8_t *admin_pk, rcds_store **out,
 		goto fail;
 	}
 	rc = configure(s, path, err, errlen);
+	if (rc == SNIPE_OK && !s->memory)
+		rc = checkpointer_start(s, path, err, errlen);
 	if (rc != SNIPE_OK)
 		goto fail;
 	rc = load_applied(s);
@@ -341,6 +454,7 @@ void rcds_store_close(rcds_store *s)
 	if (s == NULL)
 		return;
 	rcds_store_flush(s);
+	checkpointer_stop(s->checkpointer);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	sqlite3_close(s->db);

@@ -78,6 +78,10 @@ int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
 int rcds_store_apply_all(rcds_store *s, uint64_t index, const Snipe__Command *const *cmds,
                          size_t n, rcds_result *res);
 
+/* A store in a file copies its WAL back into the database in a thread of its own once
+ * the WAL holds `pages` pages (default 16384, 16 MiB); tests set fewer. */
+void rcds_store_set_checkpoint_pages(rcds_store *s, int pages);
+
 /* Whether writes were applied since the last flush (rcds_store_flush commits them). */
 bool rcds_store_pending(const rcds_store *s);
 /* Writes grouped since the last flush are committed together: the store keeps a

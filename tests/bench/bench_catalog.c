@@ -451,7 +451,7 @@ int main(int argc, char **argv)
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	self[n > 0 ? n : 0] = '\0';
 	snprintf(snipe_bin, sizeof(snipe_bin), "%s/snipe", dirname(self));
-	snprintf(dir, sizeof(dir), "/tmp/snipe-bench-%d", (int)getpid());
+	snprintf(dir, sizeof(dir), "%s/snipe-bench-%d", getenv("BENCH_DIR") ? getenv("BENCH_DIR") : "/tmp", (int)getpid());
 
 	mkdir(dir, 0700);
 	double raw_cpu = 0, wcpu = 0, rcpu = 0;
@@ -473,7 +473,7 @@ int main(int argc, char **argv)
 	if (only == NULL || strcmp(only, "writes") == 0)
 		wps = parallel(writers, false, 3.0, &wcpu);
 	if (only == NULL || strcmp(only, "reads") == 0)
-		rps = parallel(4, true, 3.0, &rcpu);
+		rps = parallel(only != NULL && argc > 2 ? writers : 4, true, 3.0, &rcpu);
 	if (only != NULL) {
 		printf("single p50 %.0f us p99 %.0f us (rtt %.0f fsync %.0f); writes %.0f/s (%.0f us "
 		       "cpu); reads %.0f/s (%.0f us cpu); raw req/rep %.0f/s (%.0f us cpu)\n", p50, p99,

@@ -5,11 +5,14 @@
  * forward-only epoch of a process, get, query (prefix, attr=value, paging), key
  * listing, persistence, and snapshot/restore.
  */
+#include <inttypes.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "entry.h"
 #include "sni.h"
@@ -1420,6 +1423,44 @@ END_TEST
 
 /* -------------------------------------------------- persistence, snapshots */
 
+/* The WAL is copied back into the database file by the store's own thread, while the
+ * store stays open and goes on writing. */
+START_TEST(test_wal_is_checkpointed_in_the_background)
+{
+	char *dir = tu_tmpdir();
+	char *path = tu_path(dir, "catalog.db");
+	char value[901];
+	struct stat st;
+
+	rcds_store *s = open_store(path);
+	rcds_store_set_checkpoint_pages(s, 64);
+	register_key(s, 1, alice, "user", NULL);
+	ck_assert_int_eq(rcds_store_flush(s), SNIPE_OK);
+	ck_assert_int_eq(stat(path, &st), 0);
+	off_t before = st.st_size;
+	memset(value, 'v', sizeof(value) - 1);
+	value[sizeof(value) - 1] = '\0';
+	for (uint64_t i = 0; i < 300; i++) {
+		char urn[64];
+		snprintf(urn, sizeof(urn), "urn:snipe:data:wal-%03" PRIu64, i);
+		ck_assert_int_eq(put1(s, 2 + i, alice, urn, "v", value), SNIPE_OK);
+		ck_assert_int_eq(rcds_store_flush(s), SNIPE_OK);
+	}
+	/* 300 rows of 900 bytes: at least 270 KB reach the file once checkpointed */
+	for (int t = 0; t < 300 && (stat(path, &st) != 0 || st.st_size < before + 270000); t++)
+		usleep(10 * 1000);
+	ck_assert_int_ge(st.st_size, before + 270000);
+	ck_assert_int_eq(put1(s, 302, alice, "urn:snipe:data:wal-last", "v", "last"), SNIPE_OK);
+	rcds_store_close(s);
+	s = open_store(path);
+	ck_assert_uint_eq(rcds_store_applied(s), 302);
+	ck_assert_str_eq(value_of(s, "urn:snipe:data:wal-last", "v", 1000, NULL), "last");
+	rcds_store_close(s);
+	free(path);
+	tu_rmtree(dir);
+}
+END_TEST
+
 START_TEST(test_reopen_keeps_rows_and_applied)
 {
 	char *dir = tu_tmpdir();
@@ -1667,6 +1708,7 @@ static Suite *suite(void)
 	tc = tcase_create("persistence");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_reopen_keeps_rows_and_applied);
+	tcase_add_test(tc, test_wal_is_checkpointed_in_the_background);
 	tcase_add_test(tc, test_snapshot_restore_round_trip);
 	tcase_add_test(tc, test_restore_rejects_garbage_and_keeps_state);
 	tcase_add_test(tc, test_open_fails_on_unwritable_path);
