@@ -127,7 +127,7 @@ static const char *const stmt_name[] = {
 #undef STMT_NAME_
 };
 
-#define BATCH_MAX 1024
+#define BATCH_MAX 4096
 
 struct rcds_store {
 	sqlite3 *db;

@@ -85,7 +85,7 @@ void rcds_store_set_checkpoint_pages(rcds_store *s, int pages);
 /* Whether writes were applied since the last flush (rcds_store_flush commits them). */
 bool rcds_store_pending(const rcds_store *s);
 /* Writes grouped since the last flush are committed together: the store keeps a
- * transaction open across applies (at most 1024 writes) until this is called, so a
+ * transaction open across applies (at most 4096 writes) until this is called, so a
  * batch of entries costs one commit. Reads see applied writes at once (same connection);
  * durability comes from the Raft log, which replays what a crash lost. On SNIPE_EIO
  * the batch was lost and the replica must stop. */
