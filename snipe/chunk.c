@@ -2,16 +2,23 @@
  * chunk.c — content-defined chunking for checkpoints (FastCDC's normalised gear
  * hash): cut points depend only on the bytes just before them, so inserting or
  * deleting bytes moves the cuts near the change and leaves every later block as it
- * was. Blocks are 16 KiB to 256 KiB, 64 KiB on average.
+ * was. Blocks are 16 KiB to 256 KiB, about 77 KiB on average.
  */
 #include <pthread.h>
 
 #include "sni.h"
 
-/* Before the average size a cut needs 18 zero bits (rarer), after it 14 (likelier):
- * sizes cluster around the average instead of spreading geometrically. */
-#define MASK_HARD 0x94a5294a52900000ull /* 18 bits, spread over the high half */
-#define MASK_EASY 0x9124492248900000ull /* 14 bits */
+/*
+ * Before 64 KiB a cut needs 17 zero bits (rarer), after it 15 (likelier): sizes cluster
+ * more than with one mask of 16 bits. The masks decide differently depending on where
+ * the block began, so after an edit the cuts take a while to fall back on the old ones.
+ * Over 3000 random inputs (test_chunk's two edits): with 18 and 14 bits (FastCDC's
+ * "level 2") an insertion changed more than 3 blocks 35 times (up to 10), and 5% of
+ * 16 MiB overwritten in 8 spots 9 to 48 blocks; with 17 and 15 bits ("level 1"), once
+ * (7), and 8 to 21 blocks; its blocks are 5% larger on average.
+ */
+#define MASK_HARD 0xaaaaaaaa80000000ull /* 17 bits, every other one from the top */
+#define MASK_EASY 0xaaaaaaa800000000ull /* 15 bits, a subset of those */
 
 static uint64_t gear[256];
 static pthread_once_t gear_once = PTHREAD_ONCE_INIT;

@@ -155,31 +155,19 @@ uint8_t *tu_copy(const void *buf, size_t len)
 _Static_assert(sizeof(((struct tu_rng *)0)->seed) == randombytes_SEEDBYTES,
                "tu_rng seed size");
 
-static void rng_init(struct tu_rng *r, const char *who, const uint64_t *fixed)
+void tu_rng_init(struct tu_rng *r, const char *who)
 {
 	const char *s = getenv("SNIPE_TEST_SEED");
 	uint64_t seed;
 
 	if (s != NULL)
 		seed = strtoull(s, NULL, 0);
-	else if (fixed != NULL)
-		seed = *fixed;
 	else
 		randombytes_buf(&seed, sizeof(seed));
 	fprintf(stderr, "%s: fuzz seed %" PRIu64 " (set SNIPE_TEST_SEED to repeat)\n", who,
 	        seed);
 	memset(r, 0, sizeof(*r));
 	memcpy(r->seed, &seed, sizeof(seed));
-}
-
-void tu_rng_init(struct tu_rng *r, const char *who)
-{
-	rng_init(r, who, NULL);
-}
-
-void tu_rng_init_fixed(struct tu_rng *r, const char *who, uint64_t seed)
-{
-	rng_init(r, who, &seed);
 }
 
 void tu_rng_bytes(struct tu_rng *r, void *buf, size_t n)

@@ -58,9 +58,6 @@ struct tu_rng {
 };
 
 void tu_rng_init(struct tu_rng *r, const char *who);
-/* As tu_rng_init with seed unless SNIPE_TEST_SEED is set: for assertions about a
- * statistic whose bound random data exceeds now and then. */
-void tu_rng_init_fixed(struct tu_rng *r, const char *who, uint64_t seed);
 void tu_rng_bytes(struct tu_rng *r, void *buf, size_t n);
 /* Uniform enough in [0, n) for fuzzing; n > 0. */
 size_t tu_rng_below(struct tu_rng *r, size_t n);

@@ -47,36 +47,15 @@ static size_t new_blocks(const uint8_t *a, struct cuts ca, const uint8_t *b, str
 	return fresh;
 }
 
-/* n random bytes: a fresh seed each run, or (fixed) seed 1, unless SNIPE_TEST_SEED. */
-static uint8_t *some_bytes(size_t n, const char *who, bool fixed)
+/* n random bytes from a fresh seed each run (SNIPE_TEST_SEED picks one). */
+static uint8_t *random_bytes(size_t n, const char *who)
 {
 	struct tu_rng r;
 	uint8_t *p = malloc(n + 4096);
 	ck_assert_ptr_nonnull(p);
-	if (fixed)
-		tu_rng_init_fixed(&r, who, 1);
-	else
-		tu_rng_init(&r, who);
+	tu_rng_init(&r, who);
 	tu_rng_bytes(&r, p, n);
 	return p;
-}
-
-static uint8_t *random_bytes(size_t n, const char *who)
-{
-	return some_bytes(n, who, false);
-}
-
-/*
- * The two tests below bound how many blocks an edit changes. Over 150 random seeds
- * their bounds failed 11 times (an insertion changed up to 6 blocks, not 3; a 5%
- * overwrite up to 42, not 33): the chunker resynchronises after an edit more slowly
- * than their model says (normalised chunking and the minimum size). Until the model or
- * the chunker is mended they run on fixed data (seed 1; SNIPE_TEST_SEED still picks
- * another), so CI checks the same case every time instead of failing 1 run in 14.
- */
-static uint8_t *fixed_bytes(size_t n, const char *who)
-{
-	return some_bytes(n, who, true);
 }
 
 /* ------------------------------------------------------------------- cuts */
@@ -136,17 +115,18 @@ END_TEST
 START_TEST(test_an_insertion_changes_only_nearby_blocks)
 {
 	size_t len = 8 * MIB, at = 3 * MIB + 12345, ins = 1000;
-	uint8_t *a = fixed_bytes(len, "insertion");
+	uint8_t *a = random_bytes(len, "insertion");
 	uint8_t *b = malloc(len + ins);
 	ck_assert_ptr_nonnull(b);
 	memcpy(b, a, at);
 	memset(b + at, 0x5a, ins);
 	memcpy(b + at + ins, a + at, len - at);
 	struct cuts ca = cut_all(a, len), cb = cut_all(b, len + ins);
-	/* the block holding the insertion, maybe its neighbour: never the ~80 after it */
+	/* the block holding the insertion, now and then a few after it (snipe/chunk.c: over
+	 * 3000 inputs, 1 block 2930 times, 2 or 3 69 times, 7 once): never the ~70 after it */
 	size_t fresh = new_blocks(a, ca, b, cb);
 	ck_assert_uint_ge(fresh, 1);
-	ck_assert_uint_le(fresh, 3);
+	ck_assert_uint_le(fresh, 10);
 	free(ca.end);
 	free(cb.end);
 	free(a);
@@ -157,16 +137,17 @@ END_TEST
 START_TEST(test_overwriting_5_percent_changes_about_5_percent_of_blocks)
 {
 	size_t len = 16 * MIB;
-	uint8_t *a = fixed_bytes(len, "overwrite");
+	uint8_t *a = random_bytes(len, "overwrite");
 	uint8_t *b = tu_copy(a, len);
 	/* 5% dirty, in 8 spots spread over the buffer */
 	for (size_t k = 0; k < 8; k++)
 		memset(b + k * (len / 8) + 1000, (int)k, len / 20 / 8);
 	struct cuts ca = cut_all(a, len), cb = cut_all(b, len);
 	size_t fresh = new_blocks(a, ca, b, cb);
-	/* 5% of ~256 blocks is ~13, plus up to 2 at each spot's edges */
+	/* each spot changes a block or two (over 3000 inputs, 8 to 21 of ~212 blocks in
+	 * all): never most of them */
 	ck_assert_uint_ge(fresh, 8);
-	ck_assert_uint_le(fresh, 13 + 2 * 8 + 4);
+	ck_assert_uint_le(fresh, 30);
 	free(ca.end);
 	free(cb.end);
 	free(a);
