@@ -13,7 +13,7 @@
  * more than with one mask of 16 bits. The masks decide differently depending on where
  * the block began, so after an edit the cuts take a while to fall back on the old ones.
  * Over 3000 random inputs (test_chunk's two edits): with 18 and 14 bits (FastCDC's
- * "level 2") an insertion changed more than 3 blocks 35 times (up to 10), and 5% of
+ * "level 2") an insertion changed more than 3 blocks 37 times (up to 10), and 5% of
  * 16 MiB overwritten in 8 spots 9 to 48 blocks; with 17 and 15 bits ("level 1"), once
  * (7), and 8 to 21 blocks; its blocks are 5% larger on average.
  */
