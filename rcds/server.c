@@ -47,6 +47,8 @@ struct rcds_server {
 	uv_loop_t *loop;
 	int sock;
 	int pub; /* watch socket, or -1 */
+	uint64_t pub_index; /* the last change published: its index... */
+	uint32_t pub_item;  /* ...and the item the next change at that index gets */
 	char *watch;
 	uv_poll_t poll;
 	uv_timer_t timer; /* expires parked reads */
@@ -353,10 +355,12 @@ static void publish(rcds_server *s, Snipe__WatchEvent *ev)
 	free(msg);
 }
 
-/* Publishes what a successfully applied write changed: each put, then each delete. */
+/* Publishes what a successfully applied write changed: each put, then each delete.
+ * (index, item) names each change once: the writes of one entry share its index, and
+ * their items go on counting from the previous write's. */
 static void publish_write(rcds_server *s, uint64_t index, const Snipe__WriteRequest *w)
 {
-	uint32_t item = 0;
+	uint32_t item = index == s->pub_index ? s->pub_item : 0;
 	for (size_t i = 0; i < w->n_puts; i++, item++) {
 		Snipe__Assertion a = *w->puts[i]->assertion;
 		Snipe__AssertionContent *ct = snipe__assertion_content__unpack(NULL, a.content.len,
@@ -388,6 +392,8 @@ static void publish_write(rcds_server *s, uint64_t index, const Snipe__WriteRequ
 		ev.deleted = true;
 		publish(s, &ev);
 	}
+	s->pub_index = index;
+	s->pub_item = item;
 }
 
 static void add_key(void *keyring, const uint8_t *pk)

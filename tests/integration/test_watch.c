@@ -3,6 +3,8 @@
  * order, puts and deletes with their indexes, no duplicates although every replica
  * publishes, and the stream going on when a replica dies.
  */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +114,79 @@ START_TEST(test_watch_of_exact_urns_delivers_only_those)
 }
 END_TEST
 
+/* Writes in flight together share a Raft entry and so an index: the watch still
+ * delivers every change of every one of them, once. */
+#define SHARED_WRITERS 8
+#define SHARED_WRITES 50
+
+struct shared_writer {
+	pthread_t thread;
+	rcds_client *cl;
+	int id;
+};
+
+static void *shared_writer_main(void *arg)
+{
+	struct shared_writer *sw = arg;
+	for (int n = 0; n < SHARED_WRITES; n++) {
+		char urn[64];
+		snprintf(urn, sizeof(urn), "urn:snipe:data:sh/%d/%02d", sw->id, n);
+		rcds_batch *b = NULL;
+		if (rcds_batch_new(&b) != SNIPE_OK)
+			return NULL;
+		rcds_batch_put(b, urn, "a", "1", 1, 0);
+		rcds_batch_put(b, urn, "b", "2", 1, 0);
+		rcds_write(sw->cl, b, NULL, NULL, 0);
+		rcds_batch_free(b);
+	}
+	return NULL;
+}
+
+START_TEST(test_watch_delivers_every_change_of_writes_sharing_an_entry)
+{
+	enum { CHANGES = SHARED_WRITERS * SHARED_WRITES * 2 };
+	tc_cluster *c = tc_cluster_start(3);
+	const snipe_key *admin = tc_cluster_admin_key(c);
+	rcds_client *cl = tc_cluster_client(c, -1, admin);
+	rcds_watch *w = NULL;
+	char err[256] = "";
+	ck_assert_msg(rcds_watch_open(cl, "urn:snipe:data:sh/", &w, err, sizeof(err)) == SNIPE_OK,
+	              "open: %s", err);
+	struct shared_writer sw[SHARED_WRITERS];
+	for (int k = 0; k < SHARED_WRITERS; k++) {
+		sw[k] = (struct shared_writer){.cl = tc_cluster_client(c, -1, admin), .id = k};
+		ck_assert_int_eq(pthread_create(&sw[k].thread, NULL, shared_writer_main, &sw[k]), 0);
+	}
+	static bool seen[SHARED_WRITERS][SHARED_WRITES][2];
+	memset(seen, 0, sizeof(seen));
+	int got = 0, shared = 0;
+	uint64_t last_index = 0;
+	rcds_event ev;
+	while (got < CHANGES && rcds_watch_next(w, WAIT_MS, &ev, err, sizeof(err)) == SNIPE_OK) {
+		int k = -1, n = -1;
+		ck_assert_int_eq(sscanf(ev.urn, "urn:snipe:data:sh/%d/%d", &k, &n), 2);
+		ck_assert(k >= 0 && k < SHARED_WRITERS && n >= 0 && n < SHARED_WRITES);
+		int a = ev.attr[0] == 'b';
+		ck_assert_msg(!seen[k][n][a], "%s %s delivered twice", ev.urn, ev.attr);
+		seen[k][n][a] = true;
+		shared += ev.index == last_index && ev.attr[0] == 'a'; /* a new write, same entry */
+		last_index = ev.index;
+		got++;
+		rcds_event_clear(&ev);
+	}
+	for (int k = 0; k < SHARED_WRITERS; k++) {
+		ck_assert_int_eq(pthread_join(sw[k].thread, NULL), 0);
+		rcds_client_close(sw[k].cl);
+	}
+	ck_assert_msg(got == CHANGES, "%d of %d changes delivered (%s)", got, CHANGES, err);
+	ck_assert_msg(shared > 0, "no two writes shared an entry");
+	ck_assert_int_eq(rcds_watch_next(w, 300, &ev, err, sizeof(err)), SNIPE_ETIMEDOUT);
+	rcds_watch_close(w);
+	rcds_client_close(cl);
+	tc_cluster_stop(c);
+}
+END_TEST
+
 START_TEST(test_watch_survives_the_loss_of_a_replica)
 {
 	tc_cluster *c = tc_cluster_start(3);
@@ -155,6 +230,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_watch_delivers_changes_under_prefix_in_order_once);
 	tcase_add_test(tc, test_watch_of_exact_urns_delivers_only_those);
+	tcase_add_test(tc, test_watch_delivers_every_change_of_writes_sharing_an_entry);
 	tcase_add_test(tc, test_watch_survives_the_loss_of_a_replica);
 	tcase_add_test(tc, test_watch_of_unreachable_catalog_fails_clearly);
 	suite_add_tcase(s, tc);
