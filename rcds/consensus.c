@@ -43,12 +43,13 @@ struct rcds_consensus {
 	                        every entry committed before its term began */
 };
 
+#define COMMIT_MS 50 /* applied writes are committed to SQLite this often; see flush_cb */
+
 /* Writes are gathered while the loop handles what woke it and proposed together, as
  * one entry, before it waits again: one log write, one message per follower and one
  * reply from each, instead of one per write. */
-#define COMMIT_MS 50 /* applied writes are committed to SQLite this often */
-#define BATCH_WRITES 256           /* commands per entry at most */
-#define BATCH_BYTES (1u << 20)     /* and bytes of commands */
+#define BATCH_WRITES 256       /* commands per entry at most */
+#define BATCH_BYTES (1u << 20) /* and bytes of commands */
 
 struct waiter {
 	rcds_done_fn done;
@@ -369,7 +370,8 @@ int rcds_consensus_propose(rcds_consensus *c, const Snipe__Command *cmd, rcds_do
 	size_t len = snipe__command__get_packed_size(cmd);
 	if (len > BATCH_BYTES)
 		return SNIPE_ERANGE;
-	if (c->pending_bytes + len > BATCH_BYTES)
+	/* A full batch goes first: a failure there tells earlier writes, never this one. */
+	if (c->npending == BATCH_WRITES || c->pending_bytes + len > BATCH_BYTES)
 		propose_pending(c);
 	if (c->npending == c->pending_cap) {
 		size_t cap = c->pending_cap;
@@ -384,8 +386,7 @@ int rcds_consensus_propose(rcds_consensus *c, const Snipe__Command *cmd, rcds_do
 	c->pending[c->npending] = (ProtobufCBinaryData){len, bytes};
 	c->waiters[c->npending] = (struct waiter){done, arg};
 	c->pending_bytes += len;
-	if (++c->npending == BATCH_WRITES)
-		propose_pending(c);
+	c->npending++;
 	return SNIPE_OK;
 }
 

@@ -46,8 +46,10 @@ typedef void (*rcds_done_fn)(void *arg, int code, const rcds_result *res);
 int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
                          rcds_store *store, rcds_applied_fn on_applied, void *arg,
                          rcds_consensus **out, char *err, size_t errlen);
-/* Proposes a write; done fires exactly once. SNIPE_ENOTLEADER (and no callback) if this
- * replica does not lead. */
+/* Proposes a write; done fires exactly once, later (at the earliest during a later
+ * call for another write). Writes proposed during one turn of the loop become one
+ * entry, proposed before the loop waits again. SNIPE_ENOTLEADER (and no callback) if
+ * this replica does not lead; SNIPE_ERANGE if the command is over 1 MiB. */
 int rcds_consensus_propose(rcds_consensus *c, const Snipe__Command *cmd, rcds_done_fn done,
                            void *arg);
 bool rcds_consensus_is_leader(rcds_consensus *c);
