@@ -271,7 +271,7 @@ int rcds_consensus_start(uv_loop_t *loop, const rcds_consensus_config *cfg,
 	if (rv != 0)
 		goto fail_io;
 	c->raft.data = c;
-	raft_set_election_timeout(&c->raft, cfg->election_ms ? cfg->election_ms : 200);
+	raft_set_election_timeout(&c->raft, cfg->election_ms ? cfg->election_ms : 150);
 	raft_set_heartbeat_timeout(&c->raft, cfg->heartbeat_ms ? cfg->heartbeat_ms : 50);
 	raft_set_snapshot_threshold(&c->raft,
 	                            cfg->snapshot_threshold ? cfg->snapshot_threshold : 65536);

@@ -24,7 +24,7 @@ typedef struct rcds_consensus_config {
 	size_t npeers;
 	bool join;                /* joins an existing group: no bootstrap; the leader adds
 	                           * it (rcds_consensus_add) and sends it the log or a snapshot */
-	unsigned election_ms;     /* default 200 */
+	unsigned election_ms;     /* default 150 */
 	unsigned heartbeat_ms;    /* default 50 */
 	unsigned snapshot_threshold; /* entries between snapshots; default 65536 */
 	const uint8_t *secret;    /* 32 bytes: replicas prove it to each other; NULL: the

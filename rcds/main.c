@@ -211,7 +211,7 @@ static int settle(const snipe_config *cfg, struct settings *st)
 	const char *peers = snipe_config_get(cfg, "catalog", "peers");
 	if (parse_admin_key(admin, st->admin_pk) != 0 ||
 	    (peers != NULL && parse_peers(peers, st) != 0) || add_self(st) != 0 ||
-	    number(cfg, "election_ms", 50, 60000, 200, &st->election_ms) != 0 ||
+	    number(cfg, "election_ms", 50, 60000, 150, &st->election_ms) != 0 ||
 	    number(cfg, "heartbeat_ms", 10, 10000, 50, &st->heartbeat_ms) != 0 ||
 	    number(cfg, "snapshot_threshold", 16, UINT32_MAX, 65536, &st->snapshot_threshold) != 0 ||
 	    number(cfg, "skew_ms", 100, 3600000, SNIPE_SKEW_DEFAULT_MS, &st->skew_ms) != 0)
