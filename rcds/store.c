@@ -151,7 +151,9 @@ struct rcds_store {
  * 16 ms at a time, and SQLite does it in the connection that commits: the replica's
  * loop, which then answered nothing. A thread with its own connection does it instead,
  * PASSIVE (it never blocks the loop's writes), once CHECKPOINT_PAGES pages of WAL have
- * built up. Rare checkpoints copy a page rewritten many times only once.
+ * built up. Rare checkpoints copy a page rewritten many times only once. SQLite starts
+ * the WAL over at a commit that finds it all copied back; under 20 s of 64 writers the
+ * file grew to 54 MiB in 7 s and stayed there.
  */
 #define CHECKPOINT_PAGES 16384 /* 16 MiB of 1 KiB pages */
 
