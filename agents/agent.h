@@ -181,6 +181,9 @@ void agent_answer_code(struct agent_call *c, int code, const char *error);
 
 /* --------------------------------------------------------- watchdog.c */
 
+/* In a process started as the watchdog (argv "snipe-watchdog --watchdog-fd N"), runs
+ * it and does not return; otherwise returns -1 at once. */
+int agent_watchdog_exec_main(int argc, char **argv);
 /* Forks the watchdog; must run before any thread exists. */
 int agent_watchdog_start(agent *a, char *err, size_t errlen);
 /* The lease now runs until `at` (monotonic ms). */

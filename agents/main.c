@@ -396,6 +396,7 @@ static int run(agent_settings *st, bool foreground)
 int main(int argc, char **argv)
 {
 	snipe_log_set_ident("snipe-agentd");
+	agent_watchdog_exec_main(argc, argv); /* returns unless this is the watchdog */
 	signal(SIGPIPE, SIG_IGN);
 	snipe_config *cfg = NULL;
 	bool foreground = false, check_only = false;

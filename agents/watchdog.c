@@ -8,6 +8,11 @@
  *
  * The agent writes text lines on the pipe: "L <ms>" (the lease runs until <ms> on
  * CLOCK_MONOTONIC, which both processes share), "+ <pid>" and "- <pid>".
+ *
+ * The fork executes the agent's binary again as "snipe-watchdog --watchdog-fd N", so
+ * its command line does not name snipe-agentd: `pkill -9 -f snipe-agentd` then kills
+ * the agent alone, and the watchdog kills its processes, instead of both dying and
+ * leaving the processes to run on after the catalog started them elsewhere.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,6 +27,7 @@
 #include "sni.h"
 
 #define CHECK_MS 5
+#define WATCHDOG_FLAG "--watchdog-fd"
 #define MAX_TRACKED 65536
 
 struct watchdog {
@@ -67,7 +73,7 @@ static void take_line(struct watchdog *w, const char *line)
 		return;
 	if (op == 'L')
 		w->lease_until = (uint64_t)v;
-	else if ((op == '+' || op == '-') && v > 0 && v <= INT32_MAX)
+	else if ((op == '+' || op == '-') && v > 1 && v <= INT32_MAX) /* never kill(-1) */
 		track(w, (int)v, op == '+');
 }
 
@@ -107,7 +113,7 @@ static void on_tick(uv_timer_t *t)
 		kill_all(w, "the lease lapsed");
 }
 
-static void watchdog_main(int fd)
+static _Noreturn void watchdog_main(int fd)
 {
 	struct watchdog w = {0};
 	prctl(PR_SET_NAME, "snipe-watchdog");
@@ -127,6 +133,17 @@ static void watchdog_main(int fd)
 	_exit(0);
 }
 
+int agent_watchdog_exec_main(int argc, char **argv)
+{
+	char *end = NULL;
+	if (argc != 3 || strcmp(argv[1], WATCHDOG_FLAG) != 0)
+		return -1;
+	long fd = strtol(argv[2], &end, 10);
+	if (end == argv[2] || *end != '\0' || fd < 0 || fd > INT32_MAX)
+		return -1;
+	watchdog_main((int)fd);
+}
+
 int agent_watchdog_start(agent *a, char *err, size_t errlen)
 {
 	int fds[2];
@@ -143,7 +160,11 @@ int agent_watchdog_start(agent *a, char *err, size_t errlen)
 		if (fds[0] > 3)
 			close_range(3, (unsigned)fds[0] - 1, 0);
 		close_range((unsigned)fds[0] + 1, ~0u, 0);
-		watchdog_main(fds[0]);
+		char fd[16];
+		snprintf(fd, sizeof(fd), "%d", fds[0]);
+		char *const argv[] = {"snipe-watchdog", WATCHDOG_FLAG, fd, NULL};
+		execv("/proc/self/exe", argv);
+		watchdog_main(fds[0]); /* no /proc: watch from the fork as it is */
 	}
 	close(fds[0]);
 	a->watchdog_fd = fds[1];

@@ -695,7 +695,8 @@ END_TEST
 
 /* kill -9 of the agent running a restart=always job: its watchdog kills the job at
  * once, and the job runs on the other host with epoch 2 within seconds, never two at
- * a time. */
+ * a time. The watchdog's command line does not name snipe-agentd, so a pattern kill
+ * (pkill -9 -f snipe-agentd) is this case too, not the one of the next test. */
 START_TEST(test_job_of_a_killed_agent_moves_with_the_next_epoch)
 {
 	static const char *const names[] = {"a", "b", NULL};
@@ -705,6 +706,13 @@ START_TEST(test_job_of_a_killed_agent_moves_with_the_next_epoch)
 	job_init(&j, c, "a");
 	snipe_proc_info first, moved;
 	job_start(c, cl, &j, &first);
+	pid_t watchdog = child_named(tc_agent_pid(c, 0), "snipe-watchdog");
+	char cmd[512];
+	size_t n = proc_file(watchdog, "cmdline", cmd, sizeof(cmd));
+	for (size_t i = 0; i < n; i++)
+		cmd[i] = cmd[i] == '\0' ? ' ' : cmd[i];
+	ck_assert_msg(n > 0 && strstr(cmd, "snipe-agentd") == NULL,
+	              "the watchdog's command line is '%s'", cmd);
 
 	uint64_t t0 = tu_mono_ms();
 	tc_agent_kill(c, 0);
