@@ -451,7 +451,9 @@ int main(int argc, char **argv)
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	self[n > 0 ? n : 0] = '\0';
 	snprintf(snipe_bin, sizeof(snipe_bin), "%s/snipe", dirname(self));
-	snprintf(dir, sizeof(dir), "%s/snipe-bench-%d", getenv("BENCH_DIR") ? getenv("BENCH_DIR") : "/tmp", (int)getpid());
+	const char *base = getenv("BENCH_DIR"); /* where the cluster lives; /tmp by default */
+	snprintf(dir, sizeof(dir), "%s/snipe-bench-%d", base != NULL ? base : "/tmp",
+	         (int)getpid());
 
 	mkdir(dir, 0700);
 	double raw_cpu = 0, wcpu = 0, rcpu = 0;
