@@ -123,12 +123,16 @@ static _Noreturn void watchdog_main(int fd)
 	if (w.pids == NULL || uv_loop_init(&w.loop) != 0)
 		_exit(1);
 	uv_pipe_init(&w.loop, &w.in, 0);
-	uv_pipe_open(&w.in, fd);
 	w.in.data = &w;
 	uv_timer_init(&w.loop, &w.timer);
 	w.timer.data = &w;
+	/* No pipe to read (started by hand with a wrong fd): nothing to watch. */
+	if (uv_pipe_open(&w.in, fd) != 0 ||
+	    uv_read_start((uv_stream_t *)&w.in, on_alloc, on_read) != 0) {
+		snipe_log(SNIPE_LOG_ERROR, "watchdog", "cannot read the agent's pipe fd=%d", fd);
+		_exit(1);
+	}
 	uv_timer_start(&w.timer, on_tick, CHECK_MS, CHECK_MS);
-	uv_read_start((uv_stream_t *)&w.in, on_alloc, on_read);
 	uv_run(&w.loop, UV_RUN_DEFAULT);
 	_exit(0);
 }
