@@ -23,6 +23,11 @@ err=$("$SNIPE" spawn --key k --catalog tcp://127.0.0.1:9 2>&1 >/dev/null); rc=$?
 check "spawn without a command exits 2" 2 "$rc"
 check "spawn says why" "snipe: spawn: no command (put it after --)" "$(tail -1 <<<"$err")"
 
+# The agent's watchdog, started by hand with no pipe from an agent, stops at once.
+err=$(timeout 5 "$(dirname "$SNIPE")/snipe-agentd" --watchdog-fd 99 2>&1); rc=$?
+check "a watchdog with no pipe exits 1" 1 "$rc"
+check "a watchdog with no pipe says why" 1 "$(grep -c "cannot read the agent's pipe fd=99" <<<"$err")"
+
 err=$("$SNIPE" spawn --restart sometimes -- true 2>&1); rc=$?
 check "bad --restart exits 2" 2 "$rc"
 check "bad --restart says why" "snipe: spawn: --restart 'sometimes' is not never, on-failure or always" "$err"
