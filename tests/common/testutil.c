@@ -18,6 +18,8 @@
 
 int tu_run(Suite *s)
 {
+	if (sodium_init() < 0)
+		return EXIT_FAILURE;
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

@@ -13,7 +13,8 @@
 
 #include "snipe.h"
 
-/* Runs the suite with normal verbosity; returns the process exit code (0 if all passed). */
+/* Starts libsodium and runs the suite with normal verbosity; returns the process exit
+ * code (0 if all passed). */
 int tu_run(Suite *s);
 /* Creates a fresh directory under $TMPDIR (or /tmp); returns a malloc'd path. */
 char *tu_tmpdir(void);

@@ -398,7 +398,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	if (sodium_init() < 0)
-		return EXIT_FAILURE;
 	return tu_run(suite());
 }
