@@ -148,8 +148,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	for (size_t i = 0; cmds != one && i < n; i++)
 		cmds[i] = snipe__command__unpack(NULL, entry->batch[i].len, entry->batch[i].data);
 	bool fresh = index > rcds_store_applied(c->store);
-	if (rcds_store_apply_all(c->store, index, (const Snipe__Command *const *)cmds, n,
-	                         c->results) != SNIPE_OK)
+	if (rcds_store_apply(c->store, index, (const Snipe__Command *const *)cmds, n,
+	                     c->results) != SNIPE_OK)
 		fatal_store(c);
 	for (size_t i = 0; i < n; i++) {
 		if (cmds[i] != NULL && c->on_applied != NULL)

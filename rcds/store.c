@@ -968,8 +968,8 @@ int rcds_store_flush(rcds_store *s)
 	return rc;
 }
 
-int rcds_store_apply_all(rcds_store *s, uint64_t index, const Snipe__Command *const *cmds,
-                         size_t n, rcds_result *res)
+int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *const *cmds,
+                     size_t n, rcds_result *res)
 {
 	for (size_t i = 0; i < n; i++) {
 		memset(&res[i], 0, sizeof(res[i]));
@@ -1015,12 +1015,6 @@ fail:
 		snprintf(res[i].reason, sizeof(res[i].reason), "catalog database failure");
 	}
 	return SNIPE_EIO;
-}
-
-int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
-                     rcds_result *res)
-{
-	return rcds_store_apply_all(s, index, &cmd, 1, res);
 }
 
 /* ------------------------------------------------------------------ reads */

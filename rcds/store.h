@@ -62,21 +62,19 @@ void rcds_store_close(rcds_store *s);
 uint64_t rcds_store_applied(const rcds_store *s);
 
 /*
- * Applies the command committed at `index`. Entries at or below the applied index are
- * skipped (they are replayed after a restart) with res->code = SNIPE_OK. A command
- * whose request id was already applied is not applied again; res repeats the first
- * result. A rejected command changes nothing but the applied index and the record of
- * its request id. Returns SNIPE_OK unless the database itself failed (SNIPE_EIO: the
- * uncommitted batch is lost and applied is back at the last commit). The change is
- * committed by rcds_store_flush.
+ * Applies the n commands of the entry committed at `index` (one, or several writes the
+ * leader proposed together), in order, each atomic on its own with its own result in
+ * res[i]; all are at `index`. Entries at or below the applied index are skipped (they
+ * are replayed after a restart) with res[i].code = SNIPE_OK. A command whose request id
+ * was already applied is not applied again; its result repeats the first. A rejected
+ * command changes nothing but the applied index and the record of its request id; a
+ * NULL command (it did not decode) gets SNIPE_EDECODE and changes nothing. Returns
+ * SNIPE_OK unless the database itself failed (SNIPE_EIO: the uncommitted batch is lost
+ * and applied is back at the last commit). The change is committed by
+ * rcds_store_flush.
  */
-int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *cmd,
-                     rcds_result *res);
-/* Applies the n commands of one entry (several writes the leader proposed together),
- * in order, each atomic on its own with its own result in res[i]; all are at `index`.
- * A NULL command (it did not decode) gets SNIPE_EDECODE and changes nothing. */
-int rcds_store_apply_all(rcds_store *s, uint64_t index, const Snipe__Command *const *cmds,
-                         size_t n, rcds_result *res);
+int rcds_store_apply(rcds_store *s, uint64_t index, const Snipe__Command *const *cmds,
+                     size_t n, rcds_result *res);
 
 /* A store in a file copies its WAL back into the database in a thread of its own once
  * the WAL holds `pages` pages (default 16384, 16 MiB); tests set fewer. */
