@@ -137,15 +137,17 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	rcds_consensus *c = fsm->data;
 	uint64_t index = c->raft.last_applied + 1;
 	Snipe__Command *entry = rcds_entry_decode(buf);
-	size_t n = entry != NULL && entry->n_batch > 0 ? entry->n_batch : 1;
+	/* A batch owns its commands, decoded here; a lone command is the entry itself. */
+	bool batch = entry != NULL && entry->n_batch > 0;
+	size_t n = batch ? entry->n_batch : 1;
 	Snipe__Command *one[1] = {entry};
-	Snipe__Command **cmds = n == 1 ? one : calloc(n, sizeof(*cmds));
+	Snipe__Command **cmds = batch ? calloc(n, sizeof(*cmds)) : one;
 	if (cmds == NULL || !results_reserve(c, n))
 		fatal_store(c);
 	if (entry == NULL)
 		snipe_log(SNIPE_LOG_ERROR, "raft", "undecodable entry skipped index=%llu",
 		          (unsigned long long)index);
-	for (size_t i = 0; cmds != one && i < n; i++)
+	for (size_t i = 0; batch && i < n; i++)
 		cmds[i] = snipe__command__unpack(NULL, entry->batch[i].len, entry->batch[i].data);
 	bool fresh = index > rcds_store_applied(c->store);
 	if (rcds_store_apply(c->store, index, (const Snipe__Command *const *)cmds, n,
@@ -154,10 +156,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	for (size_t i = 0; i < n; i++) {
 		if (cmds[i] != NULL && c->on_applied != NULL)
 			c->on_applied(c->arg, index, fresh ? cmds[i] : NULL, &c->results[i]);
-		if (cmds[i] != NULL && cmds != one)
+		if (cmds[i] != NULL && batch)
 			snipe__command__free_unpacked(cmds[i], NULL);
 	}
-	if (cmds != one)
+	if (batch)
 		free(cmds);
 	if (entry != NULL)
 		snipe__command__free_unpacked(entry, NULL);
