@@ -733,12 +733,10 @@ static int read_assertion(rcds_client *c, const Snipe__Assertion *a, rcds_assert
 	int rc = sni_assertion_read(a, !known, out, err, errlen);
 	if (rc != SNIPE_OK || known)
 		return rc;
-	if (sodium_is_zero(c->verified[i], VERIFIED_DIGEST))
-		memcpy(c->verified[i], d, VERIFIED_DIGEST);
-	else if (sodium_is_zero(c->verified[i ^ 1], VERIFIED_DIGEST))
-		memcpy(c->verified[i ^ 1], d, VERIFIED_DIGEST);
-	else
-		memcpy(c->verified[i ^ (d[2] & 1)], d, VERIFIED_DIGEST);
+	size_t way = sodium_is_zero(c->verified[i], VERIFIED_DIGEST)       ? i
+	             : sodium_is_zero(c->verified[i ^ 1], VERIFIED_DIGEST) ? i ^ 1
+	                                                                    : i ^ (d[2] & 1);
+	memcpy(c->verified[way], d, VERIFIED_DIGEST);
 	return SNIPE_OK;
 }
 
